@@ -1,0 +1,27 @@
+# One image for every Python service: app, workers, beat, Flower, migrations.
+# The base is overridable (air-gapped builds use a stand-in, see docker/offline/).
+ARG PYTHON_IMAGE=python:3.12-slim
+FROM ${PYTHON_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-compile -r /tmp/requirements.txt && rm /tmp/requirements.txt
+
+# Non-root user with a fixed uid, owning the only writable paths (volumes).
+RUN groupadd --system --gid 10001 celeryref \
+ && useradd --system --uid 10001 --gid celeryref --home-dir /home/celeryref --create-home celeryref \
+ && mkdir -p /var/lib/celeryref/beat /var/lib/celeryref/reports \
+ && chown -R celeryref:celeryref /var/lib/celeryref
+
+WORKDIR /srv
+COPY celeryref ./celeryref
+USER celeryref
+
+# Each compose service sets its own `command:` (exec form: the process gets SIGTERM).
+CMD ["python", "-m", "celeryref.client", "demo"]

@@ -1,0 +1,1 @@
+"""Celery reference deployment: one image, one worker service per workload queue."""

@@ -1,0 +1,91 @@
+"""The Celery application: settings applied, queues declared, task modules listed.
+
+No task code lives here. Every process (worker, beat, Flower, client) builds its
+app from :func:`create_app`, so they all agree on queues, serializers and limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Exchange, Queue
+
+from celeryref import queues
+from celeryref.beat_schedule import beat_schedule
+from celeryref.settings import Settings, settings
+
+#: Task modules, one per queue; imported by every worker.
+TASK_MODULES = [f"{queues.TASK_PACKAGE}.{queue}" for queue in queues.ALL_QUEUES]
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    """Celery settings derived from :class:`~celeryref.settings.Settings`."""
+    return {
+        "broker_url": s.broker_url,
+        "result_backend": s.result_backend_url,
+        # Never pickle: a message must not be able to run code on deserialization.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "enable_utc": True,
+        "timezone": s.timezone,
+        "result_expires": s.result_expires,
+        # Store name, args and queue with the result so status views can show them.
+        "result_extended": True,
+        # Queues are declared here only: a typo in a route fails loudly.
+        "task_queues": [
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in queues.ALL_QUEUES
+        ],
+        "task_default_queue": queues.DEFAULT,
+        "task_default_exchange": queues.DEFAULT,
+        "task_default_routing_key": queues.DEFAULT,
+        "task_create_missing_queues": False,
+        "task_routes": queues.task_routes(),
+        # kombu defaults an unset priority to 0, the *highest* on Redis.
+        "task_default_priority": queues.PRIORITY_NORMAL,
+        "task_queue_max_priority": max(queues.PRIORITY_STEPS),
+        "broker_transport_options": {
+            "visibility_timeout": s.broker_visibility_timeout,
+            "priority_steps": list(queues.PRIORITY_STEPS),
+            "sep": queues.PRIORITY_SEP,
+        },
+        "broker_connection_retry_on_startup": True,
+        # With acks_late a task interrupted by a lost connection is redelivered;
+        # stop it here instead of letting two copies run.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Long tasks: acknowledge after the task ran, reserve one message per
+        # process, so a crash redelivers the task and nothing waits behind it.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "task_soft_time_limit": s.task_soft_time_limit,
+        "task_time_limit": s.task_time_limit,
+        "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": s.worker_max_memory_per_child_kib,
+        # Events feed Flower and the metrics.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": beat_schedule(s),
+        "beat_scheduler": "celeryref.beat_lock:SingleBeatScheduler",
+        # Wake at least this often (seconds) so the single-beat lock is renewed
+        # well within its TTL.
+        "beat_max_loop_interval": max(1.0, s.beat_lock_ttl / 4),
+    }
+
+
+def create_app(s: Settings = settings) -> Celery:
+    """Build the Celery app for settings ``s``."""
+    celery = Celery("celeryref", include=TASK_MODULES, task_cls="celeryref.base:BaseTask")
+    celery.conf.update(celery_config(s))
+    # Worker-process resources (DB pool) and task logging hook in by signals.
+    import celeryref.worker_signals  # noqa: F401
+
+    return celery
+
+
+app = create_app()

@@ -1,0 +1,98 @@
+"""``python -m celeryref.client demo``: submit a sample task to every queue, show results.
+
+This is the simple client of the source material: it prints progress while a
+long task runs, then one row per task with the queue, the worker that ran it and
+the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery.result import AsyncResult
+
+from celeryref import monitoring, queues
+from celeryref.celery_app import app
+from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
+
+
+@dataclass
+class Row:
+    name: str
+    queue: str
+    result: AsyncResult
+
+
+def submit_samples(fetch_url: str) -> list[Row]:
+    """Send one or more sample tasks to every queue."""
+    return [
+        Row("add(2, 3)", queues.DEFAULT, default.add.delay(2, 3)),
+        Row("multiply(4, 5)", queues.DEFAULT, default.multiply.delay(4, 5)),
+        Row("summarize([1..5])", queues.DEFAULT, default.summarize.delay([1, 2, 3, 4, 5])),
+        Row("long_task(10)", queues.CPU_INTENSIVE, cpu_intensive.long_task.delay(10)),
+        Row("fetch_url(url)", queues.IO_INTENSIVE, io_intensive.fetch_url.delay(fetch_url)),
+        Row(
+            "health_check (top priority)",
+            queues.PRIORITY,
+            priority.health_check.apply_async(priority=queues.PRIORITY_TOP),
+        ),
+        Row(
+            "beat_heartbeat('demo')",
+            queues.SCHEDULED,
+            scheduled.beat_heartbeat.delay("demo", note="sent by the demo client"),
+        ),
+    ]
+
+
+def watch_progress(row: Row, timeout: float, out: Any) -> None:
+    """Print ``PROGRESS`` updates of ``row`` until it finishes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while not row.result.ready() and time.monotonic() < deadline:
+        meta = row.result.info if row.result.state == "PROGRESS" else None
+        if isinstance(meta, dict) and meta != last:
+            out.write(f"  {row.name}: {meta['percent']:5.1f}% {meta['status']}\n")
+            out.flush()
+            last = meta
+        time.sleep(0.2)
+
+
+def demo(fetch_url: str, timeout: float, out: Any = sys.stdout) -> int:
+    out.write(f"queue depths before: {monitoring.queue_depths()}\n")
+    rows = submit_samples(fetch_url)
+    watch_progress(rows[3], timeout, out)
+    failures = 0
+    out.write(f"{'task':<40} {'queue':<14} {'worker':<28} result\n")
+    for row in rows:
+        try:
+            value = row.result.get(timeout=timeout, propagate=True)
+            worker = row.result.worker or "?"
+        except Exception as exc:
+            value, worker, failures = f"FAILED: {exc!r}", "-", failures + 1
+        out.write(f"{row.name:<40} {row.queue:<14} {worker:<28} {value}\n")
+    out.write(f"{len(rows) - failures} succeeded, {failures} failed\n")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m celeryref.client")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="submit a sample task to every queue")
+    p_demo.add_argument("--fetch-url", default="http://app:8000/healthz")
+    p_demo.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
+    sub.add_parser("queues", help="print waiting messages per queue")
+    args = parser.parse_args(argv)
+    if args.command == "queues":
+        for queue, depth in monitoring.queue_depths().items():
+            sys.stdout.write(f"{queue:<14} {depth}\n")
+        return 0
+    return demo(args.fetch_url, args.timeout)
+
+
+if __name__ == "__main__":
+    app.set_current()
+    sys.exit(main())

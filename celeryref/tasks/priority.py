@@ -1,0 +1,34 @@
+"""Tasks of the ``priority`` queue: urgent, short, served by a dedicated worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celeryref import db, redis_state
+from celeryref.celery_app import app
+
+
+def _timed(check: Any) -> float:
+    started = time.perf_counter()
+    check()
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _postgres_select_one() -> None:
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+@app.task(bind=True, soft_time_limit=20, time_limit=30)
+def health_check(self: Any) -> dict[str, Any]:
+    """Probe Redis and Postgres; record and return their latencies in milliseconds."""
+    redis_ms = _timed(redis_state.client().ping)
+    postgres_ms = _timed(_postgres_select_one)
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO health_checks (worker, redis_ms, postgres_ms) VALUES (%s, %s, %s)",
+            (self.request.hostname, redis_ms, postgres_ms),
+        )
+    return {"redis_ms": redis_ms, "postgres_ms": postgres_ms, "worker": self.request.hostname}

@@ -1,0 +1,146 @@
+"""What happens across the real Redis broker: routing, priorities, depth, retries."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+
+from celeryref import queues, redis_state
+from celeryref.celery_app import app
+from celeryref.errors import BadRequestUpstream
+from celeryref.health import check_worker
+from celeryref.monitoring import queue_depths
+from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
+
+ORDER_KEY = redis_state.key("test", "order")
+
+
+@app.task(name="tests.record_order")
+def record_order(label: str) -> str:
+    """Append ``label`` to a Redis list: the order in which a worker ran tasks."""
+    redis_state.client().rpush(ORDER_KEY, label)
+    return label
+
+
+def test_every_task_module_lands_on_its_own_queue(clean_state: None) -> None:
+    """Given no workers, when one task per module is sent, each queue holds exactly one."""
+    default.add.delay(1, 2)
+    cpu_intensive.long_task.delay(1)
+    io_intensive.fetch_url.delay("http://127.0.0.1:9/")
+    priority.health_check.delay()
+    scheduled.cleanup_expired_sessions.delay()
+
+    assert queue_depths() == {q: 1 for q in queues.ALL_QUEUES}
+
+
+def test_top_priority_overtakes_a_backlog_on_the_same_queue(worker: Any) -> None:
+    """Given 30 bulk tasks and 30 normal ones queued first, a priority-0 task runs first.
+
+    On Redis 0 is the highest priority; a RabbitMQ-style ``x-max-priority`` setup
+    would run the urgent task last here.
+    """
+    for i in range(30):
+        record_order.apply_async((f"bulk-{i}",), priority=queues.PRIORITY_BULK)
+        record_order.apply_async((f"normal-{i}",))  # task_default_priority
+    urgent = record_order.apply_async(("urgent",), priority=queues.PRIORITY_TOP)
+    assert queue_depths()[queues.DEFAULT] == 61
+
+    with worker(queues.DEFAULT):
+        urgent.get(timeout=30)
+        while redis_state.client().llen(ORDER_KEY) < 61:
+            time.sleep(0.05)
+    order = [x.decode() for x in redis_state.client().lrange(ORDER_KEY, 0, -1)]
+
+    assert order[0] == "urgent"
+    # Every default-priority task ran before every bulk one.
+    assert max(i for i, x in enumerate(order) if x.startswith("normal")) < min(
+        i for i, x in enumerate(order) if x.startswith("bulk")
+    )
+
+
+def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
+    """A client polling ``long_task`` sees PROGRESS meta with current/total, then SUCCESS."""
+    result = cpu_intensive.long_task.delay(8, work=60_000)
+    seen: list[dict[str, Any]] = []
+    with worker(queues.CPU_INTENSIVE):
+        deadline = time.monotonic() + 60
+        while not result.ready() and time.monotonic() < deadline:
+            if result.state == "PROGRESS" and result.info not in seen:
+                seen.append(result.info)
+            time.sleep(0.01)
+        value = result.get(timeout=5)
+
+    assert value["steps"] == 8
+    assert seen, "no PROGRESS state was observed"
+    assert all(m["total"] == 8 and 1 <= m["current"] <= 8 for m in seen)
+    assert [m["current"] for m in seen] == sorted(m["current"] for m in seen)
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 for the first ``failures`` requests of a path, then 200."""
+
+    failures: dict[str, int] = {}
+    hits: dict[str, list[float]] = {}
+
+    def do_GET(self) -> None:
+        times = self.hits.setdefault(self.path, [])
+        times.append(time.monotonic())
+        if self.path.startswith("/missing"):
+            self.send_response(404)
+        elif len(times) <= self.failures.get(self.path, 0):
+            self.send_response(503)
+        else:
+            self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+    FlakyHandler.failures, FlakyHandler.hits = {}, {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_fetch_url_retries_5xx_with_backoff_then_succeeds(worker: Any, http_server: str) -> None:
+    """A URL failing twice with 503 is fetched on the third attempt, after growing waits."""
+    FlakyHandler.failures["/flaky"] = 2
+    result = io_intensive.fetch_url.delay(f"{http_server}/flaky")
+    with worker(queues.IO_INTENSIVE, pool="threads", concurrency=4):
+        value = result.get(timeout=60)
+
+    assert value["status"] == 200
+    assert len(FlakyHandler.hits["/flaky"]) == 3
+    assert AsyncResult(result.id).retries == 2
+
+
+def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
+    """A 404 fails the task at once: one request, no retry."""
+    result = io_intensive.fetch_url.delay(f"{http_server}/missing")
+    with worker(queues.IO_INTENSIVE, pool="threads", concurrency=4):
+        with pytest.raises(BadRequestUpstream):
+            result.get(timeout=30)
+
+    assert len(FlakyHandler.hits["/missing"]) == 1
+    assert result.retries == 0
+
+
+def test_worker_healthcheck_proves_the_queue_is_consumed(worker: Any) -> None:
+    """The healthcheck passes for the queue a worker consumes and fails otherwise."""
+    with worker(queues.PRIORITY):
+        assert check_worker(queues.PRIORITY, timeout=5) is None
+        problem = check_worker(queues.DEFAULT, timeout=1)
+    assert problem is not None and "did not answer" in problem
+    assert check_worker(queues.PRIORITY, timeout=1) is not None

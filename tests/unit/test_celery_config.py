@@ -1,0 +1,82 @@
+"""The Celery configuration: JSON only, strict routing, Redis-correct priorities."""
+
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+from celeryref import queues
+from celeryref.beat_schedule import beat_schedule
+from celeryref.celery_app import app, celery_config
+from celeryref.settings import load_settings
+
+CONFIG = celery_config(load_settings({}))
+
+
+def test_only_json_is_accepted_or_produced() -> None:
+    assert CONFIG["accept_content"] == ["json"]
+    assert CONFIG["result_accept_content"] == ["json"]
+    assert {CONFIG["task_serializer"], CONFIG["result_serializer"]} == {"json"}
+    assert "pickle" not in app.conf.accept_content
+
+
+def test_queues_are_declared_and_missing_ones_are_an_error() -> None:
+    assert [q.name for q in CONFIG["task_queues"]] == list(queues.ALL_QUEUES)
+    assert CONFIG["task_create_missing_queues"] is False
+
+
+def test_each_task_module_routes_to_its_queue() -> None:
+    """Every registered task of ``celeryref.tasks.<queue>`` is routed to ``<queue>``."""
+    app.loader.import_default_modules()
+    ours = [name for name in app.tasks if name.startswith(queues.TASK_PACKAGE)]
+    assert len(ours) >= 10
+    for name in ours:
+        expected = name.split(".")[2]
+        assert app.amqp.router.route({}, name)["queue"].name == expected, name
+
+
+def test_unset_priority_is_not_the_top_priority_on_redis() -> None:
+    """kombu's Redis default of 0 would make every task urgent; ours is in the middle."""
+    assert CONFIG["task_default_priority"] == queues.PRIORITY_NORMAL
+    assert queues.PRIORITY_TOP < queues.PRIORITY_NORMAL < queues.PRIORITY_BULK
+    options = CONFIG["broker_transport_options"]
+    assert options["priority_steps"] == list(range(10))
+    assert queues.redis_keys("default")[:3] == ["default", "default:1", "default:2"]
+
+
+def test_long_task_settings() -> None:
+    s = load_settings({})
+    assert CONFIG["task_acks_late"] and CONFIG["task_reject_on_worker_lost"]
+    assert CONFIG["worker_prefetch_multiplier"] == 1
+    assert CONFIG["task_track_started"] and CONFIG["worker_send_task_events"]
+    assert (
+        CONFIG["task_soft_time_limit"]
+        < CONFIG["task_time_limit"]
+        < CONFIG["broker_transport_options"]["visibility_timeout"]
+    )
+    assert CONFIG["worker_max_tasks_per_child"] == s.worker_max_tasks_per_child
+    assert CONFIG["worker_max_memory_per_child"] == s.worker_max_memory_per_child_kib
+
+
+def test_beat_schedule_matches_the_spec() -> None:
+    """SPEC F2: hourly, 02:00 daily, 5-minute health check at top priority, 30 s job
+    with args and kwargs, Monday 09:00, 1st of the month 00:00."""
+    s = load_settings({})
+    sched = beat_schedule(s)
+    by_task = {e["task"].rsplit(".", 1)[1]: e for e in sched.values()}
+
+    assert by_task["cleanup_expired_sessions"]["schedule"] == crontab(minute=0)
+    assert by_task["daily_report"]["schedule"] == crontab(hour=2, minute=0)
+    health = by_task["health_check"]
+    assert health["schedule"].run_every.total_seconds() == 300
+    assert health["options"] == {"queue": "priority", "priority": 0}
+    heartbeat = by_task["beat_heartbeat"]
+    assert heartbeat["schedule"].run_every.total_seconds() == 30
+    assert heartbeat["args"] and heartbeat["kwargs"]
+    assert by_task["weekly_summary"]["schedule"] == crontab(hour=9, minute=0, day_of_week="mon")
+    assert by_task["monthly_archive"]["schedule"] == crontab(hour=0, minute=0, day_of_month=1)
+
+
+def test_every_scheduled_task_exists() -> None:
+    app.loader.import_default_modules()
+    for entry in beat_schedule(load_settings({})).values():
+        assert entry["task"] in app.tasks, entry["task"]

@@ -1,0 +1,120 @@
+"""The compose file as Compose itself resolves it (``docker compose config``; no engine)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, missing
+
+PYTHON_SERVICES = [
+    "migrate",
+    "app",
+    "worker",
+    "worker-cpu",
+    "worker-io",
+    "worker-priority",
+    "worker-scheduled",
+    "beat",
+    "flower",
+]
+WORKERS = {
+    "worker": "default",
+    "worker-cpu": "cpu_intensive",
+    "worker-io": "io_intensive",
+    "worker-priority": "priority",
+    "worker-scheduled": "scheduled",
+}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    if shutil.which("docker") is None:
+        missing("docker CLI not installed")
+    run = subprocess.run(
+        ["docker", "compose", "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if run.returncode != 0:
+        missing(f"docker compose config failed: {run.stderr[-500:]}")
+    services: dict[str, Any] = json.loads(run.stdout)["services"]
+    return services
+
+
+def seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", duration))
+
+
+def test_topology_is_complete(services: dict[str, Any]) -> None:
+    assert set(services) == {*PYTHON_SERVICES, "redis", "postgres"}
+
+
+def test_one_image_for_every_python_service(services: dict[str, Any]) -> None:
+    assert len({services[s]["image"] for s in PYTHON_SERVICES}) == 1
+    assert all(services[s].get("init") for s in PYTHON_SERVICES)
+
+
+def test_workers_scale(services: dict[str, Any]) -> None:
+    """No fixed container name or host port on any worker (so --scale works)."""
+    for name, queue in WORKERS.items():
+        svc = services[name]
+        assert "container_name" not in svc and not svc.get("ports"), name
+        command = svc["command"]
+        assert command[command.index("-Q") + 1] == queue
+        assert command[command.index("-n") + 1] == f"{queue}@%h"
+
+
+def test_redis_and_postgres_are_published_on_loopback_only(services: dict[str, Any]) -> None:
+    for name in ("redis", "postgres"):
+        assert [p["host_ip"] for p in services[name]["ports"]] == ["127.0.0.1"], name
+    for svc in services.values():
+        for port in svc.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", svc
+
+
+def test_nothing_runs_as_root(services: dict[str, Any]) -> None:
+    """Python services run as the image's non-root user; redis/postgres as theirs."""
+    assert services["redis"]["user"] == "redis"
+    assert services["postgres"]["user"] == "postgres"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER celeryref$", dockerfile, re.M)
+    assert not any(services[s].get("user") for s in PYTHON_SERVICES)
+
+
+def test_grace_period_outlasts_the_hard_time_limit(services: dict[str, Any]) -> None:
+    for name in WORKERS:
+        env = services[name]["environment"]
+        assert seconds(services[name]["stop_grace_period"]) > float(env["TASK_TIME_LIMIT"])
+
+
+def test_python_services_wait_for_the_schema(services: dict[str, Any]) -> None:
+    for name in PYTHON_SERVICES:
+        deps = services[name]["depends_on"]
+        if name == "migrate":
+            assert deps["postgres"]["condition"] == "service_healthy"
+        else:
+            assert deps["migrate"]["condition"] == "service_completed_successfully"
+            assert deps["redis"]["condition"] == "service_healthy"
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any]) -> None:
+    for name, svc in services.items():
+        if name != "migrate":
+            assert svc["healthcheck"]["test"], name
+            assert svc["restart"] == "unless-stopped", name
+
+
+def test_redis_is_password_protected_and_persistent(services: dict[str, Any]) -> None:
+    command = " ".join(services["redis"]["command"])
+    assert '--requirepass "$$REDIS_PASSWORD"' in command
+    assert "--appendonly yes" in command and "noeviction" in command
+    assert services["redis"]["volumes"][0]["target"] == "/data"
