@@ -1,0 +1,77 @@
+# The front door. `make` alone lists the targets.
+# OFFLINE=1 selects the stand-in base images of docker/offline/ (no registry needed).
+
+COMPOSE ?= docker compose
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+SERVICE ?= worker-cpu
+N       ?= 2
+
+ifeq ($(OFFLINE),1)
+include docker/offline/images.env
+export PYTHON_IMAGE REDIS_IMAGE POSTGRES_IMAGE
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help up down clean logs ps scale demo queues test test-unit test-integration \
+        test-stack lint format offline-images venv
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
+
+up: ## Build and start the whole deployment, wait until healthy
+	$(COMPOSE) up -d --build --wait
+
+down: ## Stop and remove the containers (volumes are kept)
+	$(COMPOSE) down
+
+clean: ## Stop and remove containers AND volumes (queued tasks, data)
+	$(COMPOSE) down -v --remove-orphans
+
+logs: ## Follow the logs of every service
+	$(COMPOSE) logs -f --tail=100
+
+ps: ## Show services, state and health
+	$(COMPOSE) ps -a
+
+scale: ## Scale a worker service: make scale SERVICE=worker-cpu N=3
+	$(COMPOSE) up -d --wait --no-recreate --scale $(SERVICE)=$(N)
+
+demo: ## Submit a sample task to every queue and print results (stack must be up)
+	$(COMPOSE) exec app python -m celeryref.client demo
+
+queues: ## Print the waiting messages per queue (the scaling signal)
+	$(COMPOSE) exec app python -m celeryref.client queues
+
+$(BIN)/pytest: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/pytest ## Create the host virtualenv with the test tools
+
+lint: $(BIN)/pytest ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check celeryref tests
+	$(BIN)/ruff format --check celeryref tests
+	$(BIN)/mypy
+
+format: $(BIN)/pytest ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix celeryref tests
+	$(BIN)/ruff format celeryref tests
+
+test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Docker)
+	$(BIN)/pytest tests
+
+test-unit: $(BIN)/pytest ## Unit tier only (nothing running)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(BIN)/pytest ## Integration tier (real Redis/Postgres, in-process workers)
+	$(BIN)/pytest tests/integration
+
+test-stack: $(BIN)/pytest ## Stack tier (the real compose deployment in Docker)
+	$(BIN)/pytest tests/stack
+
+offline-images: ## Build the stand-in base images from Debian packages (air-gapped)
+	bash docker/offline/build-images.sh

@@ -1,0 +1,146 @@
+"""Stack tier: the real ``docker-compose.yml`` in a real Docker engine.
+
+The stack runs as compose project ``celeryref-stack`` on its own host ports, so it
+never collides with a developer's ``make up`` or with the integration tier. It is
+brought up from nothing (``down -v`` first) once per session and removed after,
+unless ``KEEP_STACK=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+from celery import Celery
+
+from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
+
+PROJECT = "celeryref-stack"
+
+#: Variables the compose file interpolates, set for the stack under test.
+STACK_ENV = {
+    "REDIS_HOST_PORT": "26379",
+    "POSTGRES_HOST_PORT": "25432",
+    "FLOWER_HOST_PORT": "25555",
+    "APP_HOST_PORT": "28000",
+    # Short intervals so beat and healthchecks are observable within a test.
+    "BEAT_HEARTBEAT_SECONDS": "2",
+    "HEALTHCHECK_INTERVAL": "5s",
+}
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.5) -> T:
+    """Poll ``probe`` until it returns a truthy value; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Stack:
+    """Handle on the running compose project."""
+
+    env: dict[str, str] = field(default_factory=lambda: {**os.environ, **STACK_ENV})
+    startup_seconds: float = 0.0
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> str:
+        run = subprocess.run(
+            ["docker", "compose", "-p", PROJECT, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and run.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} failed ({run.returncode}):\n"
+                f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            )
+        return run.stdout
+
+    def containers(self, service: str | None = None) -> list[dict[str, Any]]:
+        """``docker compose ps -a`` rows (Service, ID, State, Health, ExitCode, ...)."""
+        out = self.compose("ps", "-a", "--format", "json", *([service] if service else []))
+        out = out.strip()
+        if not out:
+            return []
+        if out.startswith("["):
+            rows: list[dict[str, Any]] = json.loads(out)
+            return rows
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def service_of_host(self, hostname: str) -> str | None:
+        """The compose service whose container has ``hostname`` (a short container id)."""
+        for row in self.containers():
+            if row["ID"].startswith(hostname) or hostname.startswith(row["ID"]):
+                return str(row["Service"])
+        return None
+
+    def settings_env(self) -> dict[str, str]:
+        return {
+            "APP_ENV": "test",
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": STACK_ENV["REDIS_HOST_PORT"],
+            "REDIS_PASSWORD": DOTENV["REDIS_PASSWORD"],
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": STACK_ENV["POSTGRES_HOST_PORT"],
+            "POSTGRES_USER": DOTENV["POSTGRES_USER"],
+            "POSTGRES_PASSWORD": DOTENV["POSTGRES_PASSWORD"],
+            "POSTGRES_DB": DOTENV["POSTGRES_DB"],
+        }
+
+    def celery(self) -> Celery:
+        """A client app talking to the stack's Redis through its loopback port."""
+        from celeryref.celery_app import create_app
+        from celeryref.settings import load_settings
+
+        return create_app(load_settings(self.settings_env()))
+
+    def up(self, *args: str) -> None:
+        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *args)
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{STACK_ENV['FLOWER_HOST_PORT']}"
+
+    @property
+    def flower_auth(self) -> tuple[str, str]:
+        return (DOTENV["FLOWER_USER"], DOTENV["FLOWER_PASSWORD"])
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The whole deployment, built and brought up healthy from nothing."""
+    if not docker_compose_available():
+        missing(
+            "no Docker engine with the compose plugin; run `make test` (installs nothing) "
+            "after scripts/ensure-docker.sh"
+        )
+    s = Stack()
+    s.compose("down", "-v", "--remove-orphans")
+    s.compose("build")
+    started = time.monotonic()
+    try:
+        s.up()
+    except AssertionError:
+        print(s.compose("logs", "--no-color", "--tail", "80", check=False))  # noqa: T201
+        raise
+    s.startup_seconds = time.monotonic() - started
+    print(f"\nstack healthy {s.startup_seconds:.1f}s after `up` (image prebuilt)")  # noqa: T201
+    yield s
+    if not os.environ.get("KEEP_STACK"):
+        s.compose("down", "-v", "--remove-orphans", check=False)

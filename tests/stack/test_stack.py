@@ -1,0 +1,149 @@
+"""The deployment as users run it. Tests run in file order; the restart test is last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+import pytest
+import redis
+import requests
+from celery.result import AsyncResult
+
+from celeryref import queues
+from celeryref.monitoring import queue_depths
+from tests.stack.conftest import STACK_ENV, Stack, wait_for
+
+PYTHON_LONG_RUNNING = [
+    "app",
+    "worker",
+    "worker-cpu",
+    "worker-io",
+    "worker-priority",
+    "worker-scheduled",
+    "beat",
+    "flower",
+]
+TASKS = f"{queues.TASK_PACKAGE}"
+
+
+def test_stack_comes_up_healthy_from_nothing(stack: Stack) -> None:
+    """After `down -v` and `up --wait`, every service is healthy and migrate exited 0."""
+    rows = {r["Service"]: r for r in stack.containers()}
+    for service in [*PYTHON_LONG_RUNNING, "redis", "postgres"]:
+        assert rows[service]["State"] == "running", rows[service]
+        assert rows[service]["Health"] == "healthy", rows[service]
+    assert rows["migrate"]["State"] == "exited" and rows["migrate"]["ExitCode"] == 0
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "service", "queue"),
+    [
+        ("default.add", [2, 3], "worker", queues.DEFAULT),
+        ("cpu_intensive.long_task", [3, 1000], "worker-cpu", queues.CPU_INTENSIVE),
+        ("io_intensive.fetch_url", ["http://app:8000/healthz"], "worker-io", queues.IO_INTENSIVE),
+        ("priority.health_check", [], "worker-priority", queues.PRIORITY),
+        ("scheduled.beat_heartbeat", ["stack-test"], "worker-scheduled", queues.SCHEDULED),
+    ],
+)
+def test_each_queue_is_served_by_its_own_worker_service(
+    stack: Stack, task: str, args: list[Any], service: str, queue: str
+) -> None:
+    """A task sent to a queue is executed by a container of that queue's worker service."""
+    app = stack.celery()
+    result = app.send_task(f"{TASKS}.{task}", args=args)
+    result.get(timeout=60)
+
+    host = result.worker.split("@")[-1]
+    assert stack.service_of_host(host) == service, result.worker
+
+
+def test_scaled_cpu_workers_all_consume_and_flower_lists_them(stack: Stack) -> None:
+    """After --scale worker-cpu=3, three nodes consume cpu_intensive, run tasks, show in Flower."""
+    stack.up("--scale", "worker-cpu=3")
+    app = stack.celery()
+    try:
+
+        def cpu_nodes() -> set[str] | None:
+            replies = app.control.inspect(timeout=2).active_queues() or {}
+            nodes = {
+                n for n, qs in replies.items() if any(q["name"] == "cpu_intensive" for q in qs)
+            }
+            return nodes if len(nodes) == 3 else None
+
+        nodes = wait_for(cpu_nodes, 60, "three cpu_intensive consumers")
+        assert all(n.startswith("cpu_intensive@") for n in nodes)
+
+        results = [
+            app.send_task(f"{TASKS}.cpu_intensive.long_task", args=[4, 100_000]) for _ in range(12)
+        ]
+        ran_on = {r.get(timeout=120) and r.worker for r in results}
+        assert ran_on == nodes
+
+        def flower_cpu_workers() -> set[str] | None:
+            resp = requests.get(
+                f"{stack.flower_url}/api/workers",
+                params={"refresh": "true"},
+                auth=stack.flower_auth,
+                timeout=30,
+            )
+            resp.raise_for_status()
+            listed = {n for n in resp.json() if n.startswith("cpu_intensive@")}
+            return listed if nodes <= listed else None
+
+        wait_for(flower_cpu_workers, 60, "Flower listing the three cpu workers", every=2)
+    finally:
+        stack.up("--scale", "worker-cpu=1")
+
+
+def test_flower_refuses_anonymous_and_serves_authenticated(stack: Stack) -> None:
+    url = stack.flower_url
+    assert requests.get(f"{url}/api/workers", timeout=10).status_code == 401
+    assert requests.get(f"{url}/", timeout=10).status_code == 401
+    assert (
+        requests.get(f"{url}/api/workers", auth=("admin", "wrong"), timeout=10).status_code == 401
+    )
+    ok = requests.get(f"{url}/api/workers", auth=stack.flower_auth, timeout=30)
+    assert ok.status_code == 200 and isinstance(ok.json(), dict)
+    assert requests.get(f"{url}/healthcheck", timeout=10).text == "OK"
+    assert "flower_events_total" in requests.get(f"{url}/metrics", timeout=10).text
+
+
+def test_redis_refuses_clients_without_the_password(stack: Stack) -> None:
+    client = redis.Redis(host="127.0.0.1", port=int(STACK_ENV["REDIS_HOST_PORT"]))
+    with pytest.raises(redis.AuthenticationError):
+        client.ping()
+
+
+def test_beat_fires_the_short_interval_job_and_a_scheduled_worker_runs_it(stack: Stack) -> None:
+    env = stack.settings_env()
+    dsn = (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@127.0.0.1:"
+        f"{env['POSTGRES_PORT']}/{env['POSTGRES_DB']}"
+    )
+
+    def beat_rows() -> list[tuple[str, str]] | None:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT worker, note FROM beat_heartbeats WHERE source = 'beat'")
+            rows: list[tuple[str, str]] = cur.fetchall()
+        return rows if len(rows) >= 2 else None
+
+    rows = wait_for(beat_rows, 60, "two beat heartbeats in Postgres")
+    for worker, note in rows:
+        assert stack.service_of_host(worker.split("@")[-1]) == "worker-scheduled"
+        assert note  # the kwargs arrived
+
+
+def test_queued_tasks_survive_down_and_up(stack: Stack) -> None:
+    """A task queued while no worker runs is still there after `down` + `up` (Redis AOF)."""
+    stack.compose("stop", "worker")
+    app = stack.celery()
+    result = app.send_task(f"{TASKS}.default.add", args=[20, 22])
+    broker = redis.Redis.from_url(app.conf.broker_url)
+    assert queue_depths(broker)[queues.DEFAULT] == 1
+
+    stack.compose("down")
+    stack.up()
+
+    fresh = stack.celery()
+    assert AsyncResult(result.id, app=fresh).get(timeout=90) == 42
