@@ -6,7 +6,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from celery.result import AsyncResult
@@ -36,7 +36,7 @@ def test_every_task_module_lands_on_its_own_queue(clean_state: None) -> None:
     priority.health_check.delay()
     scheduled.cleanup_expired_sessions.delay()
 
-    assert queue_depths() == {q: 1 for q in queues.ALL_QUEUES}
+    assert queue_depths() == dict.fromkeys(queues.ALL_QUEUES, 1)
 
 
 def test_top_priority_overtakes_a_backlog_on_the_same_queue(worker: Any) -> None:
@@ -85,8 +85,8 @@ def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
 class FlakyHandler(http.server.BaseHTTPRequestHandler):
     """Answers 503 for the first ``failures`` requests of a path, then 200."""
 
-    failures: dict[str, int] = {}
-    hits: dict[str, list[float]] = {}
+    failures: ClassVar[dict[str, int]] = {}
+    hits: ClassVar[dict[str, list[float]]] = {}
 
     def do_GET(self) -> None:
         times = self.hits.setdefault(self.path, [])
@@ -129,9 +129,11 @@ def test_fetch_url_retries_5xx_with_backoff_then_succeeds(worker: Any, http_serv
 def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
     """A 404 fails the task at once: one request, no retry."""
     result = io_intensive.fetch_url.delay(f"{http_server}/missing")
-    with worker(queues.IO_INTENSIVE, pool="threads", concurrency=4):
-        with pytest.raises(BadRequestUpstream):
-            result.get(timeout=30)
+    with (
+        worker(queues.IO_INTENSIVE, pool="threads", concurrency=4),
+        pytest.raises(BadRequestUpstream),
+    ):
+        result.get(timeout=30)
 
     assert len(FlakyHandler.hits["/missing"]) == 1
     assert result.retries == 0
