@@ -40,10 +40,10 @@ scale: ## Scale a worker service: make scale SERVICE=worker-cpu N=3
 	$(COMPOSE) up -d --wait --no-recreate --scale $(SERVICE)=$(N)
 
 demo: ## Submit a sample task to every queue and print results (stack must be up)
-	$(COMPOSE) exec app python -m celeryref.client demo
+	$(COMPOSE) exec -T app python -m celeryref.client demo
 
 queues: ## Print the waiting messages per queue (the scaling signal)
-	$(COMPOSE) exec app python -m celeryref.client queues
+	$(COMPOSE) exec -T app python -m celeryref.client queues
 
 $(BIN)/pytest: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -17,6 +17,7 @@ from celery.result import AsyncResult
 
 from celeryref import monitoring, queues
 from celeryref.celery_app import app
+from celeryref.progress import read_progress
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 
 
@@ -33,7 +34,11 @@ def submit_samples(fetch_url: str) -> list[Row]:
         Row("add(2, 3)", queues.DEFAULT, default.add.delay(2, 3)),
         Row("multiply(4, 5)", queues.DEFAULT, default.multiply.delay(4, 5)),
         Row("summarize([1..5])", queues.DEFAULT, default.summarize.delay([1, 2, 3, 4, 5])),
-        Row("long_task(10)", queues.CPU_INTENSIVE, cpu_intensive.long_task.delay(10)),
+        Row(
+            "long_task(10)",
+            queues.CPU_INTENSIVE,
+            cpu_intensive.long_task.delay(10, work=200_000),
+        ),
         Row("fetch_url(url)", queues.IO_INTENSIVE, io_intensive.fetch_url.delay(fetch_url)),
         Row(
             "health_check (top priority)",
@@ -53,8 +58,8 @@ def watch_progress(row: Row, timeout: float, out: Any) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while not row.result.ready() and time.monotonic() < deadline:
-        meta = row.result.info if row.result.state == "PROGRESS" else None
-        if isinstance(meta, dict) and meta != last:
+        _, meta = read_progress(row.result)
+        if meta is not None and meta != last:
             out.write(f"  {row.name}: {meta['percent']:5.1f}% {meta['status']}\n")
             out.flush()
             last = meta

@@ -7,6 +7,7 @@ from typing import Any
 
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
+from celeryref.progress import PROGRESS, progress_meta
 
 #: Upper bound of ``long_task`` steps, so a typo cannot occupy a core for hours.
 MAX_STEPS = 10_000
@@ -22,16 +23,6 @@ def burn(rounds: int, seed: bytes) -> bytes:
     return digest
 
 
-def progress_meta(current: int, total: int) -> dict[str, Any]:
-    """The ``PROGRESS`` meta clients display: current, total, percent, status."""
-    return {
-        "current": current,
-        "total": total,
-        "percent": round(100.0 * current / total, 1) if total else 100.0,
-        "status": f"step {current} of {total}",
-    }
-
-
 @app.task(bind=True)
 def long_task(self: Any, n: int, work: int = 20_000) -> dict[str, Any]:
     """Run ``n`` steps of ``work`` hash rounds each, reporting ``PROGRESS`` after each."""
@@ -42,5 +33,5 @@ def long_task(self: Any, n: int, work: int = 20_000) -> dict[str, Any]:
     digest = self.request.id.encode() if self.request.id else b"seed"
     for step in range(1, n + 1):
         digest = burn(work, digest)
-        self.update_state(state="PROGRESS", meta=progress_meta(step, n))
+        self.update_state(state=PROGRESS, meta=progress_meta(step, n))
     return {"steps": n, "digest": digest.hex()}

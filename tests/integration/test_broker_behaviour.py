@@ -16,6 +16,7 @@ from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
 from celeryref.health import check_worker
 from celeryref.monitoring import queue_depths
+from celeryref.progress import read_progress
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 
 ORDER_KEY = redis_state.key("test", "order")
@@ -71,8 +72,9 @@ def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
     with worker(queues.CPU_INTENSIVE):
         deadline = time.monotonic() + 60
         while not result.ready() and time.monotonic() < deadline:
-            if result.state == "PROGRESS" and result.info not in seen:
-                seen.append(result.info)
+            _, meta = read_progress(result)
+            if meta is not None and meta not in seen:
+                seen.append(meta)
             time.sleep(0.01)
         value = result.get(timeout=5)
 

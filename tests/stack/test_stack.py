@@ -96,6 +96,15 @@ def test_scaled_cpu_workers_all_consume_and_flower_lists_them(stack: Stack) -> N
         stack.up("--scale", "worker-cpu=1")
 
 
+def test_demo_client_runs_a_task_on_every_queue(stack: Stack) -> None:
+    """`make demo`: the client in the app container gets every sample result back."""
+    out = stack.compose("exec", "-T", "app", "python", "-m", "celeryref.client", "demo")
+    assert "7 succeeded, 0 failed" in out, out
+    assert "% step " in out, out  # live PROGRESS lines of long_task
+    for queue in queues.ALL_QUEUES:
+        assert f" {queue} " in out, out
+
+
 def test_flower_refuses_anonymous_and_serves_authenticated(stack: Stack) -> None:
     url = stack.flower_url
     assert requests.get(f"{url}/api/workers", timeout=10).status_code == 401

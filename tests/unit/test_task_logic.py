@@ -14,7 +14,8 @@ from celeryref.errors import (
     UpstreamUnavailable,
 )
 from celeryref.health import node_name
-from celeryref.tasks.cpu_intensive import burn, progress_meta
+from celeryref.progress import progress_meta
+from celeryref.tasks.cpu_intensive import burn
 from celeryref.tasks.default import summarize_numbers
 from celeryref.tasks.io_intensive import classify_response, fetch
 
