@@ -1,25 +1,61 @@
-"""The base class of every task (``task_cls`` of the app).
+"""The base class of every task (``task_cls`` of the app): the one place failures are decided.
 
-It logs start and finish with the duration and refuses a message that has been
-delivered more often than ``MAX_DELIVERIES`` (see :mod:`celeryref.delivery_guard`).
+Per attempt it:
+
+1. refuses a message delivered more than ``MAX_DELIVERIES`` times
+   (:mod:`celeryref.delivery_guard`) and dead-letters it;
+2. for ``idempotent=True`` tasks, claims the idempotency key or returns the stored
+   result (:mod:`celeryref.idempotency`);
+3. runs the task, logging start and finish with the duration, and records the
+   outcome in the shared history and metrics (:mod:`celeryref.task_stats`);
+4. on an exception: logs it to the bounded error log, runs the error callbacks for
+   its type (:mod:`celeryref.error_log`), classifies it (:mod:`celeryref.errors`);
+   a transient error is retried with the task's :class:`~celeryref.retry.RetryPolicy`;
+   a permanent one, or a transient one out of retries, is dead-lettered
+   (:mod:`celeryref.dead_letters`) and operators are alerted on the ``priority`` queue.
+
+Task options (``@app.task(idempotent=True, retry_policy=RetryPolicy(...))``):
+``idempotent``, ``retry_policy``, ``alert_on_dead_letter``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import traceback
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 
-from celeryref import delivery_guard
+from celeryref import dead_letters, delivery_guard, error_log, idempotency, redis_state, retry
+from celeryref.errors import CircuitOpen, Classification, Severity, classify
+from celeryref.settings import settings
 
 logger = logging.getLogger("celeryref.tasks")
 
+#: Task that delivers operator alerts (it must not alert about itself).
+NOTIFY_TASK = "celeryref.tasks.priority.notify_operators"
+#: Header with a caller-chosen idempotency key.
+IDEMPOTENCY_HEADER = "idempotency_key"
+#: Redis list holding dead letters that could not be written to Postgres.
+UNRECORDED_KEY = redis_state.key("dead_letters", "unrecorded")
+
+_FLOW_CONTROL = (Retry, Ignore, Reject)
+
 
 class BaseTask(Task):
-    """Logging, timing and the redelivery cap for every task."""
+    """Logging, metrics, retries, idempotency and dead letters for every task."""
+
+    #: Retry policy of this task; ``None`` uses :func:`celeryref.retry.policy_for`.
+    retry_policy: retry.RetryPolicy | None = None
+    #: Run the side effect at most once per idempotency key.
+    idempotent: bool = False
+    #: Alert operators when this task is dead-lettered.
+    alert_on_dead_letter: bool = True
+
+    # -- the attempt -------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -31,7 +67,13 @@ class BaseTask(Task):
                 f"{self.name}[{request.id}] delivered {deliveries} times "
                 "(its worker process keeps dying); refusing to run it again"
             )
-            logger.error(reason)
+            self._dead_letter(
+                args,
+                kwargs,
+                Reject(reason),
+                None,
+                Classification(False, Severity.HIGH, "redelivery_loop"),
+            )
             raise Reject(reason, requeue=False)
         logger.info(
             "task start %s[%s] attempt=%d delivery=%d",
@@ -41,16 +83,175 @@ class BaseTask(Task):
             deliveries,
         )
         started = time.perf_counter()
-        outcome = "raised"
+        try:
+            result = self._run_once(args, kwargs)
+        except _FLOW_CONTROL as flow:
+            self._finished("retried" if isinstance(flow, Retry) else "failed", started)
+            raise
+        except Exception as exc:
+            self._handle_failure(exc, args, kwargs, started)
+            raise  # unreachable: _handle_failure always raises
+        self._finished("succeeded", started)
+        return result
+
+    def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.idempotent:
+            return self.run(*args, **kwargs)
+        key = self.idempotency_key(args, kwargs)
+        lease = float(settings.task_time_limit + 30)
+        claim = idempotency.claim(key, self.name, self.request.id, lease)
+        if not claim.acquired:
+            logger.info(
+                "task %s[%s] repeat of key %s: stored result", self.name, self.request.id, key
+            )
+            return claim.result
         try:
             result = self.run(*args, **kwargs)
-            outcome = "succeeded"
-            return result
-        finally:
-            logger.info(
-                "task finish %s[%s] %s in %.3fs",
+        except Exception as exc:
+            if not classify(exc).transient:
+                idempotency.release(key, self.request.id)  # a replay may run it again
+            raise
+        idempotency.complete(key, self.request.id, result)
+        return result
+
+    def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The caller's key (header ``idempotency_key``) or one derived from the arguments."""
+        given = getattr(self.request, IDEMPOTENCY_HEADER, None)
+        if given is not None:
+            return f"{self.name}:{idempotency.validate_key(given)}"
+        return idempotency.derive_key(self.name, list(args), kwargs)
+
+    def _finished(self, outcome: str, started: float, error: str | None = None) -> None:
+        duration = time.perf_counter() - started
+        logger.info("task finish %s[%s] %s in %.3fs", self.name, self.request.id, outcome, duration)
+        self._record_stats(outcome, duration, error)
+
+    def _record_stats(self, outcome: str, duration: float, error: str | None) -> None:
+        from celeryref import task_stats
+
+        try:
+            task_stats.record(self.name, self.request.id, outcome, duration, error)
+        except Exception:  # metrics must never fail a task
+            logger.exception("could not record stats of %s", self.name)
+
+    # -- failure -----------------------------------------------------------------
+
+    def _handle_failure(
+        self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], started: float
+    ) -> None:
+        request = self.request
+        classification = classify(exc)
+        error_log.run_callbacks(exc)
+        try:
+            error_log.log_error(self.name, request.id, exc, classification, request.retries)
+        except Exception:
+            logger.exception("could not write the error log")
+        policy = self.retry_policy or retry.policy_for(self.name)
+        error = f"{type(exc).__name__}: {exc}"
+        if classification.transient and policy.allows(request.retries):
+            if isinstance(exc, CircuitOpen):
+                countdown = max(exc.retry_after, policy.backoff(request.retries))
+            else:
+                countdown = policy.backoff(request.retries)
+            logger.warning(
+                "task %s[%s] %s (%s); retry %d/%d in %.2fs",
                 self.name,
                 request.id,
-                outcome,
-                time.perf_counter() - started,
+                error,
+                classification.category,
+                request.retries + 1,
+                policy.max_retries,
+                countdown,
             )
+            if classification.severity >= Severity.CRITICAL and request.retries == 0:
+                self._alert(f"{self.name} hit a critical error", error, classification, None)
+            self._finished("retried", started, error)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries)
+        self._finished("dead_lettered", started, error)
+        self._dead_letter(args, kwargs, exc, traceback.format_exc(), classification)
+        raise exc
+
+    def _dead_letter(
+        self,
+        args: Any,
+        kwargs: Any,
+        exc: BaseException,
+        tb: str | None,
+        classification: Classification,
+        task_id: str | None = None,
+    ) -> None:
+        request = self.request
+        task_id = task_id or request.id
+        delivery_info = getattr(request, "delivery_info", None) or {}
+        headers = {
+            key: getattr(request, key)
+            for key in (IDEMPOTENCY_HEADER, dead_letters.REPLAY_HEADER)
+            if getattr(request, key, None) is not None
+        }
+        fields: dict[str, Any] = {
+            "task_id": task_id,
+            "task_name": self.name,
+            "queue": delivery_info.get("routing_key"),
+            "args": list(args or []),
+            "kwargs": dict(kwargs or {}),
+            "headers": headers,
+            "exc": exc,
+            "traceback": tb,
+            "classification": classification,
+            "retries": request.retries or 0,
+        }
+        try:
+            entry_id: int | None = dead_letters.record(**fields)
+            logger.error("task %s[%s] dead-lettered as #%s: %s", self.name, task_id, entry_id, exc)
+        except Exception:
+            # Postgres unavailable: keep the entry in Redis rather than lose it.
+            entry_id = None
+            logger.exception(
+                "dead-letter store unavailable; kept %s[%s] in Redis", self.name, task_id
+            )
+            fields.update(
+                exc=f"{type(exc).__name__}: {exc}", classification=classification.category
+            )
+            redis_state.client().lpush(UNRECORDED_KEY, json.dumps(fields, default=str))
+        if self.alert_on_dead_letter:
+            body = f"{type(exc).__name__}: {exc}"
+            self._alert(f"{self.name} dead-lettered", body, classification, entry_id, task_id)
+
+    def _alert(
+        self,
+        title: str,
+        body: str,
+        classification: Classification,
+        entry_id: int | None,
+        task_id: str | None = None,
+    ) -> None:
+        """Enqueue an operator notification on the ``priority`` queue at top priority."""
+        from celeryref import queues
+
+        try:
+            self.app.send_task(
+                NOTIFY_TASK,
+                kwargs={
+                    "title": title,
+                    "body": body,
+                    "severity": classification.severity.name.lower(),
+                    "source": self.name,
+                    "details": {
+                        "task_id": task_id or self.request.id,
+                        "category": classification.category,
+                        "dead_letter_id": entry_id,
+                    },
+                },
+                queue=queues.PRIORITY,
+                priority=queues.PRIORITY_TOP,
+            )
+        except Exception:
+            logger.exception("could not enqueue the operator alert for %s", self.name)
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Hard time limits kill the process before ``__call__`` sees them: dead-letter here."""
+        if isinstance(exc, TimeLimitExceeded):
+            tb = str(einfo) if einfo else None
+            self._dead_letter(args, kwargs, exc, tb, classify(exc), task_id=task_id)

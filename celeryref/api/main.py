@@ -1,4 +1,4 @@
-"""The ``app`` service's HTTP API: health, readiness and the queue-depth signal.
+"""The ``app`` service's HTTP API: health, readiness, metrics and the queue-depth signal.
 
 Served by uvicorn (``uvicorn celeryref.api.main:api``). Task submission and status
 endpoints build on this module.
@@ -10,8 +10,10 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Response, status
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from celeryref import db, monitoring
+from celeryref import db, monitoring, task_stats
 
 api = FastAPI(title="Celery reference deployment", version="0.1.0")
 
@@ -41,6 +43,16 @@ def readyz(response: Response) -> dict[str, Any]:
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return {"ready": ready, "checks": checks}
+
+
+_registry = CollectorRegistry()
+_registry.register(task_stats.RedisTaskStatsCollector())
+
+
+@api.get("/metrics", tags=["monitoring"], response_class=PlainTextResponse)
+def metrics() -> PlainTextResponse:
+    """Prometheus metrics of every task in the cluster (outcomes, durations)."""
+    return PlainTextResponse(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @api.get("/queues", tags=["monitoring"])

@@ -1,13 +1,14 @@
-"""``python -m celeryref.client demo``: submit a sample task to every queue, show results.
+"""The command-line client: ``python -m celeryref.client demo|queues|deadletters``.
 
-This is the simple client of the source material: it prints progress while a
+``demo`` is the simple client of the source material: it prints progress while a
 long task runs, then one row per task with the queue, the worker that ran it and
-the result.
+the result. ``deadletters`` lists, shows, replays and purges the dead-letter store.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from celeryref import monitoring, queues
+from celeryref import dead_letters, monitoring, queues
 from celeryref.celery_app import app
+from celeryref.errors import InvalidArguments
 from celeryref.progress import read_progress
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 
@@ -83,18 +85,65 @@ def demo(fetch_url: str, timeout: float, out: Any = sys.stdout) -> int:
     return 1 if failures else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def deadletters_command(args: argparse.Namespace) -> int:
+    """``deadletters list|show|replay|purge``: operate the dead-letter store."""
+    out = sys.stdout
+    try:
+        if args.action == "list":
+            for entry in dead_letters.list_entries(args.limit, args.task):
+                out.write(json.dumps(entry.summary()) + "\n")
+        elif args.action == "show":
+            entry = dead_letters.get(args.id)
+            out.write(json.dumps(entry.summary(), indent=2) + "\n")
+            out.write(f"args={json.dumps(entry.args)} kwargs={json.dumps(entry.kwargs)}\n")
+            out.write(entry.traceback or "(no traceback)\n")
+        elif args.action == "replay":
+            task_id = dead_letters.replay(app, args.id, force=args.force)
+            out.write(f"replayed dead letter {args.id} as task {task_id}\n")
+        else:
+            ids = args.ids or None
+            if ids is None and args.older_than_days is None:
+                raise InvalidArguments("purge needs ids or --older-than-days")
+            count = dead_letters.purge(entry_ids=ids, older_than_days=args.older_than_days)
+            out.write(f"purged {count} dead letter(s)\n")
+    except InvalidArguments as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m celeryref.client")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="submit a sample task to every queue")
     p_demo.add_argument("--fetch-url", default="http://app:8000/healthz")
     p_demo.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
     sub.add_parser("queues", help="print waiting messages per queue")
-    args = parser.parse_args(argv)
+    p_dl = sub.add_parser("deadletters", help="list, show, replay or purge dead letters")
+    dl = p_dl.add_subparsers(dest="action", required=True)
+    p_list = dl.add_parser("list", help="newest first, one JSON object per line")
+    p_list.add_argument("--limit", type=int, default=50)
+    p_list.add_argument("--task", help="only this task name")
+    dl.add_parser("show", help="one entry with arguments and traceback").add_argument(
+        "id", type=int
+    )
+    p_replay = dl.add_parser("replay", help="re-send the task with the same arguments")
+    p_replay.add_argument("id", type=int)
+    p_replay.add_argument("--force", action="store_true", help="replay an entry again")
+    p_purge = dl.add_parser("purge", help="delete entries by id or by age")
+    p_purge.add_argument("ids", type=int, nargs="*")
+    p_purge.add_argument("--older-than-days", type=float)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "queues":
         for queue, depth in monitoring.queue_depths().items():
             sys.stdout.write(f"{queue:<14} {depth}\n")
         return 0
+    if args.command == "deadletters":
+        return deadletters_command(args)
     return demo(args.fetch_url, args.timeout)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+from celeryref import db_ops
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
+from celeryref.retry import RetryPolicy
 
 
 def _number(value: object, name: str) -> float:
@@ -48,3 +51,12 @@ def multiply(x: float, y: float) -> float:
 def summarize(numbers: list[float]) -> dict[str, float | int]:
     """Summary statistics of ``numbers``; see :func:`summarize_numbers`."""
     return summarize_numbers(numbers)
+
+
+@app.task(retry_policy=RetryPolicy(max_retries=5, base_delay=0.5, max_delay=30.0))
+def resilient_db_operation(operation: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the allowlisted database operation ``operation`` (never SQL from a message).
+
+    Connection errors are retried after the worker's pool was reset.
+    """
+    return db_ops.run_named(operation, params)

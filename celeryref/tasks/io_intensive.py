@@ -8,28 +8,26 @@ from typing import Any
 import requests
 
 from celeryref.celery_app import app
-from celeryref.errors import BadRequestUpstream, InvalidArguments, UpstreamUnavailable
+from celeryref.circuit_breaker import CircuitBreaker, FallbackCache, call_with_fallback
+from celeryref.errors import UpstreamUnavailable
+from celeryref.http import (
+    DEFAULT_TIMEOUT,
+    MAX_BODY_BYTES,
+    check_url,
+    classify_response,
+    resilient_api_call,
+)
+from celeryref.retry import RetryPolicy
 
-#: Seconds to connect and to wait for the first byte; a request never hangs.
-HTTP_TIMEOUT = (3.05, 15.0)
-#: Responses larger than this (bytes) are cut off and flagged.
-MAX_BODY_BYTES = 10 * 1024 * 1024
-
-
-def classify_response(status: int, url: str) -> None:
-    """Raise the error that ``status`` means for a retry policy; 2xx/3xx pass."""
-    if status >= 500:
-        raise UpstreamUnavailable(f"{url} answered {status}")
-    if status >= 400:
-        raise BadRequestUpstream(f"{url} answered {status}")
+#: Network calls: ~1 s, 2 s, 4 s ... capped at 60 s, five retries.
+NETWORK_POLICY = RetryPolicy(max_retries=5, base_delay=1.0, max_delay=60.0)
 
 
 def fetch(url: str) -> dict[str, Any]:
     """GET ``url``; summarize the body. Connection errors and 5xx are transient."""
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise InvalidArguments(f"url must be an http(s) URL, got {url!r}")
+    check_url(url)
     try:
-        with requests.get(url, timeout=HTTP_TIMEOUT, stream=True) as response:
+        with requests.get(url, timeout=DEFAULT_TIMEOUT, stream=True) as response:
             classify_response(response.status_code, url)
             body = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -43,13 +41,25 @@ def fetch(url: str) -> dict[str, Any]:
     }
 
 
-@app.task(
-    autoretry_for=(UpstreamUnavailable,),
-    retry_backoff=1,  # first retry after ~1 s, doubling
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(retry_policy=NETWORK_POLICY)
 def fetch_url(url: str) -> dict[str, Any]:
-    """Fetch ``url``; retried with capped, jittered exponential backoff on transient errors."""
+    """Fetch ``url``; transient failures are retried with capped, jittered backoff."""
     return fetch(url)
+
+
+@app.task(retry_policy=NETWORK_POLICY)
+def call_api(method: str, url: str, json: Any = None) -> dict[str, Any]:
+    """One resilient HTTP call (timeouts always; 5xx/connection errors retried; 4xx not)."""
+    return resilient_api_call(method, url, json=json)
+
+
+@app.task(retry_policy=NETWORK_POLICY)
+def external_api_with_circuit_breaker(name: str, url: str) -> dict[str, Any]:
+    """GET ``url`` through the shared breaker ``name``; serve the last good answer when open.
+
+    The result says whether it is ``fallback`` (cached) data.
+    """
+    breaker = CircuitBreaker(name)
+    cache = FallbackCache(name)
+    value, from_cache = call_with_fallback(breaker, lambda: resilient_api_call("GET", url), cache)
+    return {"response": value, "fallback": from_cache}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from celeryref import db, redis_state
+from celeryref import alerts, db, redis_state
 from celeryref.celery_app import app
+from celeryref.retry import RetryPolicy
 
 
 def _timed(check: Any) -> float:
@@ -32,3 +34,21 @@ def health_check(self: Any) -> dict[str, Any]:
             (self.request.hostname, redis_ms, postgres_ms),
         )
     return {"redis_ms": redis_ms, "postgres_ms": postgres_ms, "worker": self.request.hostname}
+
+
+@app.task(
+    retry_policy=RetryPolicy(max_retries=5, base_delay=2.0, max_delay=120.0),
+    alert_on_dead_letter=False,
+)
+def notify_operators(
+    title: str, body: str, severity: str, source: str, details: dict[str, Any] | None = None
+) -> list[str]:
+    """Deliver an operator alert to every configured channel (webhook, e-mail).
+
+    Sent by the task base class when a task is dead-lettered or hits a critical
+    error; its own failures are retried and logged but never alert again (no loop).
+    """
+    alert = alerts.Alert(
+        title=title, body=body, severity=severity, source=source, details=details or {}
+    )
+    return alerts.deliver(alert, alerts.AlertConfig.from_env(os.environ))

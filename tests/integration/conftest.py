@@ -6,11 +6,17 @@ The services are the compose file's own ``redis`` and ``postgres`` (project
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import socket
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg2
 import pytest
@@ -23,8 +29,9 @@ from tests.conftest import (
     docker_compose_available,
     missing,
 )
+from tests.support import tasks as support_tasks
 
-COMPOSE_PROJECT = "celeryref-it"
+COMPOSE_PROJECT = os.environ.get("IT_COMPOSE_PROJECT", "celeryref-it")
 
 
 def _reachable() -> str | None:
@@ -90,8 +97,11 @@ def clean_state(services: None) -> Iterator[None]:
         redis.Redis.from_url(url).flushdb()
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "TRUNCATE user_sessions, beat_heartbeats, health_checks, reports RESTART IDENTITY"
+            "TRUNCATE user_sessions, beat_heartbeats, health_checks, reports,"
+            " idempotency_keys, dead_letters RESTART IDENTITY"
         )
+    support_tasks.create_tables()
+    support_tasks.truncate_tables()
     yield
 
 
@@ -107,12 +117,12 @@ def worker(clean_state: None) -> WorkerFactory:
     from celeryref.health import node_name
 
     @contextmanager
-    def run(queue: str, pool: str = "solo", concurrency: int = 1) -> Iterator[Any]:
+    def run(queue: str, *more: str, pool: str = "solo", concurrency: int = 1) -> Iterator[Any]:
         with start_worker(
             app,
             pool=pool,
             concurrency=concurrency,
-            queues=[queue],
+            queues=[queue, *more],
             hostname=node_name(queue),
             perform_ping_check=False,
             shutdown_timeout=30,
@@ -120,3 +130,109 @@ def worker(clean_state: None) -> WorkerFactory:
             yield w
 
     return run
+
+
+@pytest.fixture
+def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
+    """``worker_process("default", name="a")`` starts a real ``celery worker`` process.
+
+    Returns the node name once the worker answers a ping; every process started is
+    stopped (warm shutdown, then killed after 30 s) at the end of the test.
+    """
+    from celeryref.celery_app import app
+
+    started: list[subprocess.Popen[bytes]] = []
+    logs = ROOT / "build" / "test-workers"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def start(*queues: str, name: str = "proc", concurrency: int = 1) -> str:
+        node = f"{name}@{socket.gethostname()}"
+        log = (logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "celeryref.celery_app",
+                "worker",
+                "-Q",
+                ",".join(queues),
+                "-n",
+                node,
+                "-P",
+                "prefork",
+                "-c",
+                str(concurrency),
+                "-I",
+                "tests.support.tasks",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        started.append(proc)
+        deadline = time.monotonic() + 60
+        while not app.control.inspect(destination=[node], timeout=1).ping():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker {node} did not start; see {log.name}")
+        return node
+
+    yield start
+    for proc in started:
+        proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """A local HTTP upstream: 503 for the first ``failures[path]`` hits, 404 under
+    ``/missing``, else 200; records hit times and POSTed JSON bodies."""
+
+    failures: ClassVar[dict[str, int]] = {}
+    hits: ClassVar[dict[str, list[float]]] = {}
+    posted: ClassVar[list[Any]] = []
+
+    def _answer(self) -> None:
+        times = self.hits.setdefault(self.path, [])
+        times.append(time.monotonic())
+        if self.path.startswith("/missing"):
+            self.send_response(404)
+        elif len(times) <= self.failures.get(self.path, 0):
+            self.send_response(503)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.posted.append(json.loads(self.rfile.read(length) or b"null"))
+        self._answer()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """Base URL of a fresh :class:`RecordingHandler` server on 127.0.0.1."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHandler)
+    RecordingHandler.failures, RecordingHandler.hits, RecordingHandler.posted = {}, {}, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from celery.result import AsyncResult
 
-from celeryref import queues, redis_state
+from celeryref import dead_letters, queues, redis_state
 from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
 from celeryref.health import check_worker
 from celeryref.monitoring import queue_depths
 from celeryref.progress import read_progress
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
+from tests.integration.conftest import RecordingHandler
 
 ORDER_KEY = redis_state.key("test", "order")
 
@@ -84,48 +82,20 @@ def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
     assert [m["current"] for m in seen] == sorted(m["current"] for m in seen)
 
 
-class FlakyHandler(http.server.BaseHTTPRequestHandler):
-    """Answers 503 for the first ``failures`` requests of a path, then 200."""
-
-    failures: ClassVar[dict[str, int]] = {}
-    hits: ClassVar[dict[str, list[float]]] = {}
-
-    def do_GET(self) -> None:
-        times = self.hits.setdefault(self.path, [])
-        times.append(time.monotonic())
-        if self.path.startswith("/missing"):
-            self.send_response(404)
-        elif len(times) <= self.failures.get(self.path, 0):
-            self.send_response(503)
-        else:
-            self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def http_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
-    FlakyHandler.failures, FlakyHandler.hits = {}, {}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_fetch_url_retries_5xx_with_backoff_then_succeeds(worker: Any, http_server: str) -> None:
     """A URL failing twice with 503 is fetched on the third attempt, after growing waits."""
-    FlakyHandler.failures["/flaky"] = 2
+    RecordingHandler.failures["/flaky"] = 2
     result = io_intensive.fetch_url.delay(f"{http_server}/flaky")
     with worker(queues.IO_INTENSIVE, pool="threads", concurrency=4):
         value = result.get(timeout=60)
 
     assert value["status"] == 200
-    assert len(FlakyHandler.hits["/flaky"]) == 3
+    hits = RecordingHandler.hits["/flaky"]
+    assert len(hits) == 3
     assert AsyncResult(result.id).retries == 2
+    # Backoff grows: ~[0.5, 1] s before the first retry, ~[1, 2] s before the second.
+    first_wait, second_wait = hits[1] - hits[0], hits[2] - hits[1]
+    assert 0.5 <= first_wait < second_wait, (first_wait, second_wait)
 
 
 def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
@@ -137,8 +107,10 @@ def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
     ):
         result.get(timeout=30)
 
-    assert len(FlakyHandler.hits["/missing"]) == 1
+    assert len(RecordingHandler.hits["/missing"]) == 1
     assert result.retries == 0
+    (entry,) = dead_letters.list_entries()
+    assert (entry.task_id, entry.category, entry.retries) == (result.id, "upstream_bad_request", 0)
 
 
 def test_worker_healthcheck_proves_the_queue_is_consumed(worker: Any) -> None:

@@ -1,0 +1,321 @@
+"""Operator alerts: a dead-lettered task or a CRITICAL error reaches a human.
+
+:func:`deliver` sends one :class:`Alert` to every channel an :class:`AlertConfig`
+enables: a JSON webhook (``ALERT_WEBHOOK_URL``) and e-mail (``SMTP_HOST`` plus
+``ALERT_EMAIL_TO``; in development the ``mailsink`` service, see
+:mod:`celeryref.mailsink`). Failures map onto :mod:`celeryref.errors`:
+
+* :class:`~celeryref.errors.UpstreamUnavailable` (retry): connection refused or
+  reset, timeout, HTTP 5xx/408/429, SMTP 4xx.
+* :class:`~celeryref.errors.BadRequestUpstream` (do not retry): HTTP 3xx/4xx,
+  unusable webhook URL, SMTP 5xx (e.g. every recipient refused).
+
+Webhook URLs often carry a secret token in their path (Slack, Teams), so errors and
+logs name only the URL's scheme, host and port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
+
+logger = logging.getLogger(__name__)
+
+#: Allowed values of :attr:`Alert.severity`, lowest first (names of ``errors.Severity``).
+SEVERITIES = ("low", "medium", "high", "critical")
+
+#: Seconds to connect and seconds to wait for the answer of a webhook POST.
+DEFAULT_WEBHOOK_TIMEOUT = (3.05, 10.0)
+#: Seconds each SMTP socket operation may take (connect, every command).
+DEFAULT_SMTP_TIMEOUT = 10.0
+
+#: HTTP 4xx answers that mean "later", not "never".
+_RETRYABLE_4XX = frozenset({408, 429})
+#: requests errors that mean the URL itself cannot work; everything else is transport.
+_UNUSABLE_URL_ERRORS: tuple[type[requests.RequestException], ...] = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.URLRequired,
+)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What went wrong, where, and the facts an operator needs to act on it."""
+
+    title: str
+    body: str
+    #: One of :data:`SEVERITIES`.
+    severity: str
+    #: Where it happened, e.g. the task name.
+    source: str
+    #: JSON-serializable facts (task id, args, exception, dead-letter id, ...).
+    details: dict[str, Any] = field(default_factory=dict)
+    #: ISO-8601 UTC time the alert was raised.
+    created_at: str = field(default_factory=_utc_now)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        try:
+            json.dumps(self.details)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"alert details must be JSON-serializable: {exc}") from exc
+
+    @property
+    def subject(self) -> str:
+        """``[SEVERITY] title`` on one line (a newline in a header would be refused)."""
+        return f"[{self.severity.upper()}] {' '.join(self.title.split())}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The webhook payload."""
+        return asdict(self)
+
+    def as_text(self) -> str:
+        """The plain-text e-mail body."""
+        details = json.dumps(self.details, indent=2, sort_keys=True, default=str)
+        return (
+            f"{self.body}\n\n"
+            f"Severity:   {self.severity}\n"
+            f"Source:     {self.source}\n"
+            f"Created at: {self.created_at}\n\n"
+            f"Details:\n{details}\n"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: safe to log when the path holds a token."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without ``url``'s path and query (requests quotes them in its errors)."""
+    text = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    secret = parts.path + (f"?{parts.query}" if parts.query else "")
+    if secret.strip("/"):
+        text = text.replace(secret, "/<redacted>")
+    return text
+
+
+def send_webhook(
+    alert: Alert,
+    url: str,
+    timeout: tuple[float, float] = DEFAULT_WEBHOOK_TIMEOUT,
+) -> None:
+    """POST ``alert`` as JSON to ``url``; redirects are not followed (a POST turned
+    into a GET by a 301/302 would look delivered)."""
+    target = redact_url(url)
+    try:
+        response = requests.post(
+            url,
+            json=alert.to_dict(),
+            timeout=timeout,
+            allow_redirects=False,
+            headers={"User-Agent": "celeryref-alerts"},
+        )
+    except _UNUSABLE_URL_ERRORS as exc:
+        reason = _scrub(str(exc), url)
+        raise BadRequestUpstream(f"webhook URL {target} is unusable: {reason}") from None
+    except requests.Timeout:
+        raise UpstreamUnavailable(
+            f"webhook {target} timed out (connect/read timeouts {timeout[0]}s/{timeout[1]}s)"
+        ) from None
+    except requests.RequestException as exc:
+        reason = _scrub(str(exc), url)
+        raise UpstreamUnavailable(f"webhook {target}: {type(exc).__name__}: {reason}") from None
+    status = response.status_code
+    if status < 300:
+        return
+    answer = f"webhook {target} answered {status}: {response.text[:200]!r}"
+    if status >= 500 or status in _RETRYABLE_4XX:
+        raise UpstreamUnavailable(answer)
+    if status < 400:
+        raise BadRequestUpstream(f"{answer}; set ALERT_WEBHOOK_URL to the final URL")
+    raise BadRequestUpstream(answer)
+
+
+def build_email(alert: Alert, sender: str, recipients: list[str]) -> EmailMessage:
+    """The plain-text message :func:`send_email` sends."""
+    message = EmailMessage()
+    message["Subject"] = alert.subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    # An explicit domain: make_msgid() would otherwise resolve our FQDN (may block).
+    message["Message-ID"] = make_msgid(
+        domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    )
+    message["X-Alert-Severity"] = alert.severity
+    message["X-Alert-Source"] = " ".join(alert.source.split())
+    message.set_content(alert.as_text())
+    return message
+
+
+def send_email(
+    alert: Alert,
+    host: str,
+    port: int,
+    sender: str,
+    recipients: list[str],
+    timeout: float = DEFAULT_SMTP_TIMEOUT,
+) -> None:
+    """Send ``alert`` as plain text to ``recipients`` through the SMTP server.
+
+    When some recipients are refused and others accepted, the message was delivered:
+    the refusals are logged, nothing is raised (raising would re-send to the others).
+    """
+    if not recipients:
+        raise ValueError("send_email needs at least one recipient")
+    where = f"{host}:{port}"
+    message = build_email(alert, sender, recipients)
+    try:
+        # local_hostname: the default getfqdn() may block on DNS, outside ``timeout``.
+        with smtplib.SMTP(host, port, timeout=timeout, local_hostname=socket.gethostname()) as smtp:
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = {addr: code for addr, (code, _) in exc.recipients.items()}
+        text = f"SMTP {where} refused every recipient: {codes}"
+        if all(500 <= code < 600 for code in codes.values()):
+            raise BadRequestUpstream(text) from exc
+        raise UpstreamUnavailable(text) from exc
+    except smtplib.SMTPConnectError as exc:
+        raise UpstreamUnavailable(f"SMTP {where} refused the connection: {exc}") from exc
+    except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
+        reply = exc.smtp_error
+        reply_text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        text = f"SMTP {where} answered {exc.smtp_code} {reply_text}"
+        if 500 <= exc.smtp_code < 600:
+            raise BadRequestUpstream(text) from exc
+        raise UpstreamUnavailable(text) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        # SMTPServerDisconnected and friends; OSError covers refused, reset, timeout, DNS.
+        raise UpstreamUnavailable(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
+    if refused:
+        logger.warning("alert %r: SMTP %s refused some recipients: %s", alert.title, where, refused)
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Where alerts go. A channel is on when its settings are present."""
+
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 1025
+    sender: str = "celeryref@localhost"
+    recipients: tuple[str, ...] = ()
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels :func:`deliver` uses, in the order it tries them."""
+        webhook = ("webhook",) if self.webhook_url else ()
+        email = ("email",) if self.smtp_host and self.recipients else ()
+        return webhook + email
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AlertConfig:
+        """Read ``ALERT_WEBHOOK_URL``, ``SMTP_HOST``, ``SMTP_PORT``, ``ALERT_EMAIL_FROM``
+        and ``ALERT_EMAIL_TO`` (comma-separated). Empty values count as unset;
+        a combination that cannot work raises ``ValueError``."""
+        default = cls()
+        webhook_url = env.get("ALERT_WEBHOOK_URL", "").strip() or None
+        if webhook_url and not webhook_url.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"ALERT_WEBHOOK_URL must be an http(s) URL, got {redact_url(webhook_url)}"
+            )
+        smtp_host = env.get("SMTP_HOST", "").strip() or None
+        raw_port = env.get("SMTP_PORT", "").strip()
+        try:
+            smtp_port = int(raw_port) if raw_port else default.smtp_port
+        except ValueError:
+            raise ValueError(f"SMTP_PORT must be an integer, got {raw_port!r}") from None
+        if not 0 < smtp_port < 65_536:
+            raise ValueError(f"SMTP_PORT must be a TCP port, got {smtp_port}")
+        recipients = tuple(
+            addr.strip() for addr in env.get("ALERT_EMAIL_TO", "").split(",") if addr.strip()
+        )
+        if recipients and not smtp_host:
+            raise ValueError("ALERT_EMAIL_TO is set but SMTP_HOST is not: e-mail cannot be sent")
+        return cls(
+            webhook_url=webhook_url,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port,
+            sender=env.get("ALERT_EMAIL_FROM", "").strip() or default.sender,
+            recipients=recipients,
+        )
+
+
+def deliver(alert: Alert, config: AlertConfig) -> list[str]:
+    """Send ``alert`` to every configured channel; return the channels that took it.
+
+    One working channel is enough: the others' failures are logged. When every
+    configured channel fails, the first channel's error is raised. With no channel
+    configured nothing is sent, a warning is logged and ``[]`` is returned.
+    """
+    if not config.channels:
+        logger.warning(
+            "alert %r (%s, from %s) not sent: no alert channel configured "
+            "(set ALERT_WEBHOOK_URL, or SMTP_HOST and ALERT_EMAIL_TO)",
+            alert.title,
+            alert.severity,
+            alert.source,
+        )
+        return []
+
+    used: list[str] = []
+    failures: list[tuple[str, Exception]] = []
+    for channel in config.channels:
+        try:
+            if channel == "webhook":
+                send_webhook(alert, config.webhook_url or "")
+            else:
+                send_email(
+                    alert,
+                    config.smtp_host or "",
+                    config.smtp_port,
+                    config.sender,
+                    list(config.recipients),
+                )
+        # Any failure, even a bug in one channel, must not keep the alert from the others.
+        except Exception as exc:
+            failures.append((channel, exc))
+        else:
+            used.append(channel)
+    if not used:
+        raise failures[0][1]
+    for channel, error in failures:
+        logger.error(
+            "alert %r: %s channel failed (%s: %s); delivered via %s",
+            alert.title,
+            channel,
+            type(error).__name__,
+            error,
+            ", ".join(used),
+        )
+    return used
