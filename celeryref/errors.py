@@ -15,8 +15,9 @@
 
 Library exceptions are not rewrapped where they are raised; :func:`classify` maps
 any exception to a :class:`Classification` (retry or not, and a severity) at the
-one place that decides: the task base class. Unknown exceptions are permanent:
-retrying a bug only multiplies it.
+one place that decides: the task base class. Unknown exceptions (``ValueError``,
+``KeyError`` from our own code: bugs) are permanent: retrying a bug only
+multiplies it. Tasks reject bad input explicitly with :class:`InvalidArguments`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 from dataclasses import dataclass
 
 import psycopg2
+import redis
 import requests
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
@@ -96,6 +98,9 @@ class Classification:
 
 
 _TRANSIENT_LIBRARY_ERRORS: tuple[tuple[type[BaseException], str, Severity], ...] = (
+    (redis.ConnectionError, "redis_unavailable", Severity.HIGH),
+    (redis.TimeoutError, "redis_unavailable", Severity.HIGH),
+    (requests.exceptions.ChunkedEncodingError, "upstream_unavailable", Severity.MEDIUM),
     (requests.ConnectionError, "upstream_unavailable", Severity.MEDIUM),
     (requests.Timeout, "upstream_timeout", Severity.MEDIUM),
     (psycopg2.OperationalError, "database_unavailable", Severity.HIGH),
@@ -110,10 +115,10 @@ _PERMANENT_LIBRARY_ERRORS: tuple[tuple[type[BaseException], str, Severity], ...]
     (psycopg2.ProgrammingError, "database_programming", Severity.CRITICAL),
     (TimeLimitExceeded, "hard_time_limit", Severity.HIGH),
     (requests.HTTPError, "upstream_http_error", Severity.MEDIUM),
-    (TypeError, "invalid_arguments", Severity.MEDIUM),
-    (ValueError, "invalid_arguments", Severity.MEDIUM),
-    (KeyError, "invalid_arguments", Severity.MEDIUM),
 )
+
+#: HTTP statuses that mean "later", not "never": server errors, timeout, rate limit.
+RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -142,8 +147,11 @@ def classify(exc: BaseException) -> Classification:
         return Classification(False, Severity.HIGH, "permanent")
     if isinstance(exc, requests.HTTPError):
         status = _http_status(exc)
-        if status is not None and status >= 500:
+        if status is not None and (status >= 500 or status in RETRYABLE_HTTP_STATUSES):
             return Classification(True, Severity.MEDIUM, "upstream_unavailable")
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate problem does not fix itself between retries.
+        return Classification(False, Severity.HIGH, "upstream_tls")
     for kind, category, severity in _TRANSIENT_LIBRARY_ERRORS:
         if isinstance(exc, kind):
             return Classification(True, severity, category)

@@ -61,7 +61,7 @@ class StoredMessage:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     subject: str
-    #: The text/plain part, decoded; ``""`` when the message has none.
+    #: The text/plain part, decoded, with ``\n`` line ends; ``""`` when there is none.
     body: str
     headers: dict[str, list[str]]
 
@@ -80,7 +80,8 @@ def _plain_text(message: EmailMessage) -> str:
     except (LookupError, UnicodeError):  # unknown or lying charset
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
+    # SMTP carries CRLF line ends; return the text as it was written.
+    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 
 
 def parse_message(

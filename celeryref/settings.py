@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
+
+from celeryref.alerts import AlertConfig
 
 #: Values that mark a secret as "not chosen yet"; refused outside development.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "password", "secret"})
@@ -110,6 +112,10 @@ class Settings:
     #: Flower's ``user:password`` (``FLOWER_BASIC_AUTH``, set for the flower
     #: service only); its password is checked like the other secrets.
     flower_basic_auth: str = ""
+
+    #: Where operator alerts go (``ALERT_WEBHOOK_URL``, ``SMTP_HOST``/``SMTP_PORT``,
+    #: ``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO``); no channel = a logged warning.
+    alerts: AlertConfig = field(default_factory=AlertConfig)
 
     # -- derived -----------------------------------------------------------------
 
@@ -208,6 +214,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         beat_lock_ttl=_int(e, "BEAT_LOCK_TTL", d.beat_lock_ttl),
         report_dir=e.get("REPORT_DIR", d.report_dir),
         flower_basic_auth=e.get("FLOWER_BASIC_AUTH", d.flower_basic_auth),
+        alerts=AlertConfig.from_env(e),
     ).validate()
 
 

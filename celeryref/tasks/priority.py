@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from celeryref import alerts, db, redis_state
 from celeryref.celery_app import app
 from celeryref.retry import RetryPolicy
+from celeryref.settings import settings
 
 
 def _timed(check: Any) -> float:
@@ -51,4 +51,4 @@ def notify_operators(
     alert = alerts.Alert(
         title=title, body=body, severity=severity, source=source, details=details or {}
     )
-    return alerts.deliver(alert, alerts.AlertConfig.from_env(os.environ))
+    return alerts.deliver(alert, settings.alerts)

@@ -138,7 +138,7 @@ def test_alert_email_is_readable_over_http(start_sink: Callable[..., Sink]) -> N
     assert message["mail_from"] == "celeryref@localhost"
     assert message["rcpt_tos"] == ["ops@example.com", "oncall@example.com"]
     assert message["subject"] == "[HIGH] Report task dead-lettered"
-    assert message["body"].startswith("worker-cpu lost its Postgres pool.")
+    assert message["body"].startswith("worker-cpu lost its Postgres pool.\n\nSeverity:   high\n")
     assert '"task_id": "t-1"' in message["body"]
     assert message["headers"]["X-Alert-Severity"] == ["high"]
     assert message["received_at"].endswith("+00:00")

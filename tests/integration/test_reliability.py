@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from celeryref.celery_app import app
 from celeryref.client.__main__ import main as cli
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
 from celeryref.settings import settings
-from celeryref.tasks import default
+from celeryref.tasks import default, priority
 from tests.integration.conftest import RecordingHandler
 from tests.support import tasks as support
 
@@ -116,7 +117,8 @@ def test_dead_letter_alerts_operators_through_the_priority_queue(
     worker: Any, http_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dead letter enqueues notify_operators on `priority`, which posts to the webhook."""
-    monkeypatch.setenv("ALERT_WEBHOOK_URL", f"{http_server}/hook")
+    alerts = dataclasses.replace(settings.alerts, webhook_url=f"{http_server}/hook")
+    monkeypatch.setattr(priority, "settings", dataclasses.replace(settings, alerts=alerts))
     with worker(queues.DEFAULT, queues.PRIORITY):
         with pytest.raises(InvalidArguments):
             support.apply_discount.delay(404).get(timeout=10)

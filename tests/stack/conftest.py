@@ -29,6 +29,7 @@ STACK_ENV = {
     "POSTGRES_HOST_PORT": "25432",
     "FLOWER_HOST_PORT": "25555",
     "APP_HOST_PORT": "28000",
+    "MAILSINK_HOST_PORT": "28025",
     # Short intervals so beat and healthchecks are observable within a test.
     "BEAT_HEARTBEAT_SECONDS": "2",
     "HEALTHCHECK_INTERVAL": "5s",

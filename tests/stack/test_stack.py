@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg2
@@ -141,6 +142,40 @@ def test_beat_fires_the_short_interval_job_and_a_scheduled_worker_runs_it(stack:
     for worker, note in rows:
         assert stack.service_of_host(worker.split("@")[-1]) == "worker-scheduled"
         assert note  # the kwargs arrived
+
+
+def test_a_dead_lettered_task_is_stored_and_mailed_to_operators(stack: Stack) -> None:
+    """Bad input: the task fails once, lands in the dead-letter store, and the alert
+    e-mail travels worker-priority -> SMTP -> mailsink."""
+    app = stack.celery()
+    result = app.send_task(f"{TASKS}.default.summarize", args=[[]])
+    with pytest.raises(Exception, match="non-empty list"):
+        result.get(timeout=60)
+
+    listed = stack.compose(
+        "exec",
+        "-T",
+        "app",
+        "python",
+        "-m",
+        "celeryref.client",
+        "deadletters",
+        "list",
+        "--task",
+        f"{TASKS}.default.summarize",
+    )
+    entries = [json.loads(line) for line in listed.splitlines()]
+    assert [e["task_id"] for e in entries] == [result.id]
+    assert entries[0]["category"] == "invalid_arguments" and entries[0]["retries"] == 0
+
+    mailsink = f"http://127.0.0.1:{STACK_ENV['MAILSINK_HOST_PORT']}/messages"
+
+    def alert_mail() -> list[dict[str, Any]] | None:
+        messages = requests.get(mailsink, params={"to": "ops@localhost"}, timeout=10).json()
+        return [m for m in messages if result.id in m["body"]] or None
+
+    (mail,) = wait_for(alert_mail, 60, "the operator alert e-mail")
+    assert "summarize dead-lettered" in mail["subject"]
 
 
 def test_queued_tasks_survive_down_and_up(stack: Stack) -> None:

@@ -55,11 +55,11 @@ def seconds(duration: str) -> float:
 
 
 def test_topology_is_complete(services: dict[str, Any]) -> None:
-    assert set(services) == {*PYTHON_SERVICES, "redis", "postgres"}
+    assert set(services) == {*PYTHON_SERVICES, "redis", "postgres", "mailsink"}
 
 
 def test_one_image_for_every_python_service(services: dict[str, Any]) -> None:
-    assert len({services[s]["image"] for s in PYTHON_SERVICES}) == 1
+    assert len({services[s]["image"] for s in [*PYTHON_SERVICES, "mailsink"]}) == 1
     assert all(services[s].get("init") for s in PYTHON_SERVICES)
 
 

@@ -14,10 +14,11 @@ from celeryref.errors import (
     UpstreamUnavailable,
 )
 from celeryref.health import node_name
+from celeryref.http import classify_response
 from celeryref.progress import progress_meta
 from celeryref.tasks.cpu_intensive import burn
 from celeryref.tasks.default import summarize_numbers
-from celeryref.tasks.io_intensive import classify_response, fetch
+from celeryref.tasks.io_intensive import fetch
 
 
 def test_summarize_numbers() -> None:
