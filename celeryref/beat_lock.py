@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import redis
@@ -68,26 +73,65 @@ class RedisLease:
         return value.decode() if isinstance(value, bytes) else None
 
 
+#: Set by SIGTERM/SIGINT during standby: no scheduler of this process may start.
+_stopping = threading.Event()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While waiting, SIGTERM/SIGINT end the process at once.
+
+    Celery's own handler would ``close()`` the scheduler, which builds a new one
+    (the first is not constructed yet) that would wait again: a stop that hangs
+    until the grace period kills it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        _stopping.set()
+        raise SystemExit(0)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class SingleBeatScheduler(PersistentScheduler):
-    """:class:`~celery.beat.PersistentScheduler` guarded by a :class:`RedisLease`."""
+    """:class:`~celery.beat.PersistentScheduler` guarded by a :class:`RedisLease`.
+
+    The lease is taken in :meth:`setup_schedule`, which Celery skips for the
+    ``lazy`` instance it builds only to print the banner, and before the schedule
+    file is opened, so a standby beat never touches a file the active one uses.
+    """
 
     #: Seconds between attempts to take the lease while in standby.
     standby_poll = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.lease = RedisLease(redis_state.client(), LOCK_KEY, settings.beat_lock_ttl)
-        self._wait_for_lease()
+        self.holds_lease = False
         super().__init__(*args, **kwargs)
 
+    def setup_schedule(self) -> None:
+        self._wait_for_lease()
+        super().setup_schedule()
+
     def _wait_for_lease(self) -> None:
-        announced = False
-        while not self.lease.acquire():
-            if not announced:
-                logger.warning(
-                    "beat standby: lease %s held by %s; waiting", LOCK_KEY, self.lease.holder()
-                )
-                announced = True
-            time.sleep(self.standby_poll)
+        if _stopping.is_set():
+            raise SystemExit(0)
+        if not self.lease.acquire():
+            logger.warning(
+                "beat standby: lease %s held by %s; waiting", LOCK_KEY, self.lease.holder()
+            )
+            with _stop_on_signals():
+                while not self.lease.acquire():
+                    time.sleep(self.standby_poll)
+        self.holds_lease = True
         logger.info("beat lease %s acquired by %s", LOCK_KEY, self.lease.token)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -99,6 +143,8 @@ class SingleBeatScheduler(PersistentScheduler):
 
     def close(self) -> None:
         super().close()
+        if not self.holds_lease:
+            return
         try:
             self.lease.release()
         except redis.RedisError:

@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from celeryref import db, dead_letters, delivery_guard, error_log, queues, task_stats
 from celeryref.celery_app import app
+from celeryref.circuit_breaker import CircuitBreaker
 from celeryref.client.__main__ import main as cli
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
 from celeryref.settings import settings
-from celeryref.tasks import default, priority
+from celeryref.tasks import default, io_intensive, priority
 from tests.integration.conftest import RecordingHandler
 from tests.support import tasks as support
 
@@ -229,3 +230,24 @@ def test_operators_work_the_dead_letter_store_from_the_cli(
     assert cli(["deadletters", "purge", str(entry.id)]) == 0
     assert "purged 1" in capsys.readouterr().out
     assert cli(["deadletters", "show", str(entry.id)]) == 2
+
+
+def test_external_api_falls_back_to_the_last_good_answer_and_the_breaker_stops_calls(
+    worker: Any, http_server: str
+) -> None:
+    """Upstream down: cached answer served; after 5 failures the shared breaker opens and
+    the upstream is no longer called at all."""
+    url = f"{http_server}/quotes"
+    task = io_intensive.external_api_with_circuit_breaker
+    with worker(queues.IO_INTENSIVE, pool="threads", concurrency=2):
+        fresh = task.delay("quotes", url).get(timeout=10)
+        assert fresh == {"response": {"status": 200, "json": {"ok": True}}, "fallback": False}
+
+        RecordingHandler.failures["/quotes"] = 10_000  # from now on: 503
+        for _ in range(5):
+            assert task.delay("quotes", url).get(timeout=10) == {**fresh, "fallback": True}
+        hits_when_opened = len(RecordingHandler.hits["/quotes"])
+        assert CircuitBreaker("quotes").snapshot().state == "open"
+
+        assert task.delay("quotes", url).get(timeout=10) == {**fresh, "fallback": True}
+    assert len(RecordingHandler.hits["/quotes"]) == hits_when_opened == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,7 +122,9 @@ def test_beat_lease_is_exclusive(clean_state: None) -> None:
     assert second.acquire()
 
 
-def test_second_beat_waits_in_standby_until_the_first_stops(clean_state: None) -> None:
+def test_second_beat_waits_in_standby_until_the_first_stops(
+    clean_state: None, tmp_path: Path
+) -> None:
     """A second scheduler does not start while another holds the lease; it does after."""
     holder = RedisLease(redis_state.client(), LOCK_KEY, ttl=30)
     assert holder.acquire()
@@ -129,7 +132,9 @@ def test_second_beat_waits_in_standby_until_the_first_stops(clean_state: None) -
     schedulers: list[SingleBeatScheduler] = []
 
     def start_standby() -> None:
-        schedulers.append(SingleBeatScheduler(app=app, lazy=True))
+        schedulers.append(
+            SingleBeatScheduler(app=app, schedule_filename=str(tmp_path / "schedule"))
+        )
         started.set()
 
     thread = threading.Thread(target=start_standby, daemon=True)
@@ -137,7 +142,16 @@ def test_second_beat_waits_in_standby_until_the_first_stops(clean_state: None) -
     thread.start()
 
     assert not started.wait(1.0), "second beat started while the lease was held"
+    assert not (tmp_path / "schedule").exists(), "standby beat opened the schedule file"
     holder.release()
     assert started.wait(5.0), "second beat did not take over the released lease"
     assert schedulers[0].lease.holder() == schedulers[0].lease.token
-    schedulers[0].lease.release()
+    schedulers[0].close()
+    assert schedulers[0].lease.holder() is None
+
+
+def test_the_banner_only_scheduler_takes_no_lease(clean_state: None) -> None:
+    """Celery builds a lazy scheduler just to print its banner: it must not hold the lease."""
+    banner = SingleBeatScheduler(app=app, lazy=True)
+    assert RedisLease(redis_state.client(), LOCK_KEY, ttl=30).holder() is None
+    assert not banner.holds_lease

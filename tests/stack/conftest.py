@@ -141,7 +141,10 @@ def stack() -> Iterator[Stack]:
         print(s.compose("logs", "--no-color", "--tail", "80", check=False))  # noqa: T201
         raise
     s.startup_seconds = time.monotonic() - started
-    print(f"\nstack healthy {s.startup_seconds:.1f}s after `up` (image prebuilt)")  # noqa: T201
+    # Measured, not asserted: performance lives in benchmarks. Kept for the notes.
+    out = ROOT / "build" / "stack-startup.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"seconds_to_healthy_after_up": round(s.startup_seconds, 1)}))
     yield s
     if not os.environ.get("KEEP_STACK"):
         s.compose("down", "-v", "--remove-orphans", check=False)

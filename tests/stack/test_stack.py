@@ -12,6 +12,7 @@ import requests
 from celery.result import AsyncResult
 
 from celeryref import queues
+from celeryref.beat_lock import LOCK_KEY
 from celeryref.monitoring import queue_depths
 from tests.stack.conftest import STACK_ENV, Stack, wait_for
 
@@ -142,6 +143,27 @@ def test_beat_fires_the_short_interval_job_and_a_scheduled_worker_runs_it(stack:
     for worker, note in rows:
         assert stack.service_of_host(worker.split("@")[-1]) == "worker-scheduled"
         assert note  # the kwargs arrived
+
+
+def test_a_second_beat_stands_by_and_every_beat_stops_cleanly(stack: Stack) -> None:
+    """--scale beat=2: one holds the lease, the other waits; `stop` ends both with exit 0
+    (a beat that hung until the grace period would be killed: 137)."""
+    stack.up("--scale", "beat=2")
+    try:
+        beats = stack.containers("beat")
+        assert len(beats) == 2
+        env = stack.settings_env()
+        state = redis.Redis(
+            host="127.0.0.1", port=int(env["REDIS_PORT"]), password=env["REDIS_PASSWORD"], db=2
+        )
+        holder = state.get(LOCK_KEY).decode()
+        assert holder.split(":")[0] in {b["ID"][:12] for b in beats}
+        logs = stack.compose("logs", "--no-color", "beat")
+        assert "beat standby" in logs
+    finally:
+        stack.compose("stop", "beat")
+        assert [b["ExitCode"] for b in stack.containers("beat")] == [0, 0]
+        stack.up("--scale", "beat=1")
 
 
 def test_a_dead_lettered_task_is_stored_and_mailed_to_operators(stack: Stack) -> None:
