@@ -6,6 +6,8 @@ app from :func:`create_app`, so they all agree on queues, serializers and limits
 
 from __future__ import annotations
 
+import importlib.util
+import pkgutil
 from typing import Any
 
 from celery import Celery
@@ -15,8 +17,26 @@ from celeryref import queues
 from celeryref.beat_schedule import beat_schedule
 from celeryref.settings import Settings, settings
 
-#: Task modules, one per queue; imported by every worker.
-TASK_MODULES = [f"{queues.TASK_PACKAGE}.{queue}" for queue in queues.ALL_QUEUES]
+
+def task_modules() -> list[str]:
+    """Every module under ``celeryref.tasks.<queue>``: one package per queue.
+
+    A task's module path is its route (``celeryref.tasks.cpu_intensive.*`` runs on
+    ``cpu_intensive``), so adding a module under a queue's package is all it takes.
+    """
+    modules = []
+    for queue in queues.ALL_QUEUES:
+        package = f"{queues.TASK_PACKAGE}.{queue}"
+        modules.append(package)
+        spec = importlib.util.find_spec(package)
+        locations = spec.submodule_search_locations if spec else None
+        for info in pkgutil.walk_packages(locations or [], prefix=f"{package}."):
+            modules.append(info.name)
+    return modules
+
+
+#: Task modules; imported by every worker.
+TASK_MODULES = task_modules()
 
 
 def celery_config(s: Settings) -> dict[str, Any]:

@@ -21,15 +21,18 @@ from celery import Celery
 
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
 
-PROJECT = "celeryref-stack"
+#: Compose project of the stack under test (override to run two suites at once).
+PROJECT = os.environ.get("STACK_PROJECT", "celeryref-stack")
+#: Added to every default host port (6379 -> 26379, ...).
+PORT_OFFSET = int(os.environ.get("STACK_PORT_OFFSET", "20000"))
 
 #: Variables the compose file interpolates, set for the stack under test.
 STACK_ENV = {
-    "REDIS_HOST_PORT": "26379",
-    "POSTGRES_HOST_PORT": "25432",
-    "FLOWER_HOST_PORT": "25555",
-    "APP_HOST_PORT": "28000",
-    "MAILSINK_HOST_PORT": "28025",
+    "REDIS_HOST_PORT": str(6379 + PORT_OFFSET),
+    "POSTGRES_HOST_PORT": str(5432 + PORT_OFFSET),
+    "FLOWER_HOST_PORT": str(5555 + PORT_OFFSET),
+    "APP_HOST_PORT": str(8000 + PORT_OFFSET),
+    "MAILSINK_HOST_PORT": str(8025 + PORT_OFFSET),
     # Short intervals so beat and healthchecks are observable within a test.
     "BEAT_HEARTBEAT_SECONDS": "2",
     "HEALTHCHECK_INTERVAL": "5s",
