@@ -113,6 +113,11 @@ class Settings:
     #: service only); its password is checked like the other secrets.
     flower_basic_auth: str = ""
 
+    #: Bearer token required by the API's mutating endpoints (``API_TOKEN``).
+    api_token: str = "changeme"  # noqa: S105 - dev placeholder
+    #: Largest request body (bytes) the API reads; larger gets 413.
+    api_max_body_bytes: int = 65_536
+
     #: Where operator alerts go (``ALERT_WEBHOOK_URL``, ``SMTP_HOST``/``SMTP_PORT``,
     #: ``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO``); no channel = a logged warning.
     alerts: AlertConfig = field(default_factory=AlertConfig)
@@ -167,6 +172,7 @@ class Settings:
             secrets = [
                 ("REDIS_PASSWORD", self.redis_password),
                 ("POSTGRES_PASSWORD", self.postgres_password),
+                ("API_TOKEN", self.api_token),
             ]
             if self.flower_basic_auth:
                 secrets.append(("FLOWER_PASSWORD", self.flower_basic_auth.partition(":")[2]))
@@ -214,6 +220,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         beat_lock_ttl=_int(e, "BEAT_LOCK_TTL", d.beat_lock_ttl),
         report_dir=e.get("REPORT_DIR", d.report_dir),
         flower_basic_auth=e.get("FLOWER_BASIC_AUTH", d.flower_basic_auth),
+        api_token=e.get("API_TOKEN", d.api_token),
+        api_max_body_bytes=_int(e, "API_MAX_BODY_BYTES", d.api_max_body_bytes),
         alerts=AlertConfig.from_env(e),
     ).validate()
 

@@ -6,7 +6,7 @@ import pytest
 
 from celeryref.settings import SettingsError, load_settings
 
-SECRETS = {"REDIS_PASSWORD": "r3al-redis", "POSTGRES_PASSWORD": "r3al-pg"}
+SECRETS = {"REDIS_PASSWORD": "r3al-redis", "POSTGRES_PASSWORD": "r3al-pg", "API_TOKEN": "t0ken"}
 
 
 def test_defaults_suit_compose_in_development() -> None:
@@ -24,7 +24,7 @@ def test_secrets_are_url_quoted() -> None:
     assert "a%40b@postgres" in s.database_dsn
 
 
-@pytest.mark.parametrize("name", ["REDIS_PASSWORD", "POSTGRES_PASSWORD"])
+@pytest.mark.parametrize("name", ["REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN"])
 def test_placeholder_secrets_are_refused_in_production(name: str) -> None:
     env = {"APP_ENV": "production", **SECRETS, name: "changeme"}
     with pytest.raises(SettingsError, match=name):

@@ -1,0 +1,30 @@
+"""Bearer-token auth for the API's mutating and sensitive endpoints (``API_TOKEN``)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from celeryref.settings import settings
+
+_bearer = HTTPBearer(auto_error=False, description="API_TOKEN from the environment")
+
+
+def require_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries ``Authorization: Bearer <API_TOKEN>``."""
+    if credentials is None or not hmac.compare_digest(
+        credentials.credentials.encode(), settings.api_token.encode()
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Authenticated = Depends(require_token)
