@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from celeryref import queues
 from celeryref.errors import InvalidArguments
@@ -38,9 +38,19 @@ class SummarizeArgs(Args):
     numbers: Annotated[list[Finite], Field(min_length=1, max_length=10_000)]
 
 
+#: Upper bound of ``n * work`` hash rounds a client may ask for (~10-30 s of a core).
+MAX_LONG_TASK_ROUNDS = 20_000_000
+
+
 class LongTaskArgs(Args):
     n: Annotated[int, Field(ge=1, le=10_000, description="steps")]
     work: Annotated[int, Field(ge=0, le=1_000_000, description="hash rounds per step")] = 20_000
+
+    @model_validator(mode="after")
+    def bounded(self) -> LongTaskArgs:
+        if self.n * self.work > MAX_LONG_TASK_ROUNDS:
+            raise ValueError(f"n * work must be at most {MAX_LONG_TASK_ROUNDS}")
+        return self
 
 
 class FetchUrlArgs(Args):
@@ -94,6 +104,12 @@ CATALOG: dict[str, Entry] = {
         queues.IO_INTENSIVE,
         CallApiArgs,
         "one resilient HTTP call (5xx retried, 4xx not)",
+    ),
+    "cleanup_sessions": Entry(
+        f"{T}.scheduled.cleanup_expired_sessions",
+        queues.SCHEDULED,
+        NoArgs,
+        "delete expired sessions (also run hourly by beat)",
     ),
     "health_check": Entry(
         f"{T}.priority.health_check", queues.PRIORITY, NoArgs, "probe Redis and Postgres"
