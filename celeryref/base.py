@@ -55,6 +55,13 @@ class BaseTask(Task):
     #: Alert operators when this task is dead-lettered.
     alert_on_dead_letter: bool = True
 
+    # -- sending -----------------------------------------------------------------
+
+    def apply_async(self, *args: Any, **options: Any) -> Any:
+        """Celery's ``apply_async``, refusing delays the broker cannot hold safely."""
+        delivery_guard.check_delay(options.get("countdown"), options.get("eta"))
+        return super().apply_async(*args, **options)
+
     # -- the attempt -------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

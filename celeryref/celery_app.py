@@ -87,6 +87,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_time_limit": s.task_time_limit,
         "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
         "worker_max_memory_per_child": s.worker_max_memory_per_child_kib,
+        # Refused messages (pickle, unknown task) are also dead-lettered.
+        "worker_consumer": "celeryref.consumer:RecordingConsumer",
         # Events feed Flower and the metrics.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pool: ThreadedConnectionPool | None = None
 _pool_pid: int | None = None
+#: Pools inherited across fork. Kept referenced and never closed here: closing (or
+#: garbage-collecting) a libpq connection sends the server a Terminate message on
+#: a socket the parent process still uses, which would kill the parent's session.
+_inherited: list[ThreadedConnectionPool] = []
 
 
 def open_pool(minconn: int | None = None, maxconn: int | None = None) -> ThreadedConnectionPool:
@@ -32,6 +36,8 @@ def open_pool(minconn: int | None = None, maxconn: int | None = None) -> Threade
     with _lock:
         if _pool is not None and _pool_pid == os.getpid() and not _pool.closed:
             return _pool
+        if _pool is not None and _pool_pid != os.getpid():
+            _inherited.append(_pool)
         _pool = ThreadedConnectionPool(
             minconn if minconn is not None else settings.db_pool_min,
             maxconn if maxconn is not None else settings.db_pool_max,
@@ -51,6 +57,8 @@ def close_pool() -> None:
         if _pool is not None and _pool_pid == os.getpid() and not _pool.closed:
             _pool.closeall()
             logger.info("postgres pool closed in pid %s", _pool_pid)
+        elif _pool is not None and _pool_pid != os.getpid():
+            _inherited.append(_pool)
         _pool, _pool_pid = None, None
 
 

@@ -5,11 +5,17 @@ when its pool process dies (OOM kill, segfault, SIGKILL). That is right for a
 process that died by accident and wrong for a message that kills every process
 that runs it: each delivery is counted in Redis per (task id, retry number), and
 a delivery past ``MAX_DELIVERIES`` is refused instead of run.
+
+The other way Redis delivers a message twice is a countdown/ETA longer than the
+visibility timeout: :func:`check_delay` refuses those at enqueue time.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from celeryref import redis_state
+from celeryref.errors import InvalidArguments
 from celeryref.settings import settings
 
 
@@ -34,3 +40,29 @@ def record_delivery(task_id: str, retries: int) -> int:
 def is_redelivery_loop(deliveries: int) -> bool:
     """``True`` when a message has been delivered more often than allowed."""
     return deliveries > settings.max_deliveries
+
+
+#: Seconds kept free below the visibility timeout for a delayed task to start.
+ETA_MARGIN_SECONDS = 60
+
+
+def check_delay(countdown: float | None, eta: datetime | str | None) -> None:
+    """Refuse a countdown/ETA that outlasts the broker's visibility timeout.
+
+    On Redis a worker holds a delayed task unacknowledged until it is due; past
+    ``BROKER_VISIBILITY_TIMEOUT`` Redis hands the same message to another worker,
+    and the task runs twice. Such a delay is refused at enqueue time instead (use
+    beat, or a table of due jobs, for work further ahead).
+    """
+    limit = settings.broker_visibility_timeout - ETA_MARGIN_SECONDS
+    delay: float | None = float(countdown) if countdown is not None else None
+    if eta is not None:
+        when = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        delay = (when - datetime.now(UTC)).total_seconds()
+    if delay is not None and delay > limit:
+        raise InvalidArguments(
+            f"a delay of {delay:.0f}s exceeds the broker visibility timeout minus a margin "
+            f"({limit}s): the task would be delivered twice; schedule it with beat instead"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import psycopg2
@@ -118,6 +119,22 @@ def test_flower_refuses_anonymous_and_serves_authenticated(stack: Stack) -> None
     assert ok.status_code == 200 and isinstance(ok.json(), dict)
     assert requests.get(f"{url}/healthcheck", timeout=10).text == "OK"
     assert "flower_events_total" in requests.get(f"{url}/metrics", timeout=10).text
+
+
+def test_every_container_runs_as_non_root(stack: Stack) -> None:
+    """No process of the deployment runs as uid 0 (redis/postgres included)."""
+    users = {}
+    for row in stack.containers():
+        if row["State"] == "running":
+            out = subprocess.run(
+                ["docker", "exec", row["ID"], "id", "-u"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            users[row["Service"]] = int(out)
+    assert {"redis", "postgres", "worker", "app", "beat", "flower"} <= set(users)
+    assert all(uid != 0 for uid in users.values()), users
 
 
 def test_redis_refuses_clients_without_the_password(stack: Stack) -> None:

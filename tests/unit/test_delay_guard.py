@@ -1,0 +1,40 @@
+"""Delays longer than the visibility timeout are refused before anything is sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from celeryref.delivery_guard import ETA_MARGIN_SECONDS, check_delay
+from celeryref.errors import InvalidArguments
+from celeryref.settings import settings
+from celeryref.tasks import default
+
+LIMIT = settings.broker_visibility_timeout - ETA_MARGIN_SECONDS
+
+
+def test_short_delays_pass() -> None:
+    check_delay(None, None)
+    check_delay(LIMIT, None)
+    check_delay(None, datetime.now(UTC) + timedelta(seconds=LIMIT - 5))
+
+
+@pytest.mark.parametrize(
+    ("countdown", "eta"),
+    [
+        (LIMIT + 1, None),
+        (None, datetime.now(UTC) + timedelta(seconds=LIMIT + 30)),
+        (None, (datetime.now(UTC) + timedelta(days=2)).isoformat()),
+        (None, (datetime.now(UTC) + timedelta(days=2)).replace(tzinfo=None)),
+    ],
+)
+def test_long_delays_are_refused(countdown: float | None, eta: object) -> None:
+    with pytest.raises(InvalidArguments, match="visibility timeout"):
+        check_delay(countdown, eta)  # type: ignore[arg-type]
+
+
+def test_apply_async_refuses_before_publishing() -> None:
+    """No broker is running in this tier: the refusal happens before any connection."""
+    with pytest.raises(InvalidArguments, match="delivered twice"):
+        default.add.apply_async((1, 2), countdown=settings.broker_visibility_timeout)
