@@ -97,25 +97,42 @@ class Classification:
     category: str
 
 
-_TRANSIENT_LIBRARY_ERRORS: tuple[tuple[type[BaseException], str, Severity], ...] = (
-    (redis.ConnectionError, "redis_unavailable", Severity.HIGH),
-    (redis.TimeoutError, "redis_unavailable", Severity.HIGH),
-    (requests.exceptions.ChunkedEncodingError, "upstream_unavailable", Severity.MEDIUM),
-    (requests.ConnectionError, "upstream_unavailable", Severity.MEDIUM),
-    (requests.Timeout, "upstream_timeout", Severity.MEDIUM),
-    (psycopg2.OperationalError, "database_unavailable", Severity.HIGH),
-    (psycopg2.InterfaceError, "database_unavailable", Severity.HIGH),
-    (SoftTimeLimitExceeded, "soft_time_limit", Severity.MEDIUM),
-    (socket.timeout, "network_timeout", Severity.MEDIUM),
-    (ConnectionError, "network_error", Severity.MEDIUM),
+_T, _P = True, False
+
+#: The classification table, first match wins (so subclasses come before their bases).
+RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
+    (kind, Classification(transient, severity, category))
+    for kind, transient, severity, category in (
+        # ours
+        (CircuitOpen, _T, Severity.LOW, "circuit_open"),
+        (DuplicateInProgress, _T, Severity.LOW, "duplicate_in_progress"),
+        (UpstreamUnavailable, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (DatabaseUnavailable, _T, Severity.HIGH, "database_unavailable"),
+        (TransientError, _T, Severity.MEDIUM, "transient"),
+        (BadRequestUpstream, _P, Severity.MEDIUM, "upstream_bad_request"),
+        (InvalidArguments, _P, Severity.MEDIUM, "invalid_arguments"),
+        (PermanentError, _P, Severity.HIGH, "permanent"),
+        # libraries (an HTTPError with a retryable status is handled before this table)
+        (requests.exceptions.SSLError, _P, Severity.HIGH, "upstream_tls"),  # no self-healing
+        (requests.exceptions.ChunkedEncodingError, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (requests.ConnectionError, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (requests.Timeout, _T, Severity.MEDIUM, "upstream_timeout"),
+        (requests.HTTPError, _P, Severity.MEDIUM, "upstream_http_error"),
+        (redis.ConnectionError, _T, Severity.HIGH, "redis_unavailable"),
+        (redis.TimeoutError, _T, Severity.HIGH, "redis_unavailable"),
+        (psycopg2.OperationalError, _T, Severity.HIGH, "database_unavailable"),
+        (psycopg2.InterfaceError, _T, Severity.HIGH, "database_unavailable"),
+        (psycopg2.IntegrityError, _P, Severity.HIGH, "database_integrity"),
+        (psycopg2.DataError, _P, Severity.MEDIUM, "database_data"),
+        (psycopg2.ProgrammingError, _P, Severity.CRITICAL, "database_programming"),
+        (SoftTimeLimitExceeded, _T, Severity.MEDIUM, "soft_time_limit"),
+        (TimeLimitExceeded, _P, Severity.HIGH, "hard_time_limit"),
+        (socket.timeout, _T, Severity.MEDIUM, "network_timeout"),
+        (ConnectionError, _T, Severity.MEDIUM, "network_error"),
+    )
 )
-_PERMANENT_LIBRARY_ERRORS: tuple[tuple[type[BaseException], str, Severity], ...] = (
-    (psycopg2.IntegrityError, "database_integrity", Severity.HIGH),
-    (psycopg2.DataError, "database_data", Severity.MEDIUM),
-    (psycopg2.ProgrammingError, "database_programming", Severity.CRITICAL),
-    (TimeLimitExceeded, "hard_time_limit", Severity.HIGH),
-    (requests.HTTPError, "upstream_http_error", Severity.MEDIUM),
-)
+#: What anything else is: a bug, and retrying a bug only multiplies it.
+UNEXPECTED = Classification(False, Severity.HIGH, "unexpected")
 
 #: HTTP statuses that mean "later", not "never": server errors, timeout, rate limit.
 RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
@@ -128,34 +145,12 @@ def _http_status(exc: BaseException) -> int | None:
 
 
 def classify(exc: BaseException) -> Classification:
-    """Map ``exc`` to retry-or-not and a severity. Unknown errors are permanent, HIGH."""
-    if isinstance(exc, CircuitOpen):
-        return Classification(True, Severity.LOW, "circuit_open")
-    if isinstance(exc, DuplicateInProgress):
-        return Classification(True, Severity.LOW, "duplicate_in_progress")
-    if isinstance(exc, UpstreamUnavailable):
-        return Classification(True, Severity.MEDIUM, "upstream_unavailable")
-    if isinstance(exc, DatabaseUnavailable):
-        return Classification(True, Severity.HIGH, "database_unavailable")
-    if isinstance(exc, TransientError):
-        return Classification(True, Severity.MEDIUM, "transient")
-    if isinstance(exc, BadRequestUpstream):
-        return Classification(False, Severity.MEDIUM, "upstream_bad_request")
-    if isinstance(exc, InvalidArguments):
-        return Classification(False, Severity.MEDIUM, "invalid_arguments")
-    if isinstance(exc, PermanentError):
-        return Classification(False, Severity.HIGH, "permanent")
+    """Map ``exc`` to retry-or-not and a severity (:data:`RULES`, else :data:`UNEXPECTED`)."""
     if isinstance(exc, requests.HTTPError):
         status = _http_status(exc)
         if status is not None and (status >= 500 or status in RETRYABLE_HTTP_STATUSES):
             return Classification(True, Severity.MEDIUM, "upstream_unavailable")
-    if isinstance(exc, requests.exceptions.SSLError):
-        # A certificate problem does not fix itself between retries.
-        return Classification(False, Severity.HIGH, "upstream_tls")
-    for kind, category, severity in _TRANSIENT_LIBRARY_ERRORS:
+    for kind, classification in RULES:
         if isinstance(exc, kind):
-            return Classification(True, severity, category)
-    for kind, category, severity in _PERMANENT_LIBRARY_ERRORS:
-        if isinstance(exc, kind):
-            return Classification(False, severity, category)
-    return Classification(False, Severity.HIGH, "unexpected")
+            return classification
+    return UNEXPECTED
