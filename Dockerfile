@@ -16,7 +16,7 @@ RUN pip install --no-compile -r /tmp/requirements.txt && rm /tmp/requirements.tx
 # Non-root user with a fixed uid, owning the only writable paths (volumes).
 RUN groupadd --system --gid 10001 celeryref \
  && useradd --system --uid 10001 --gid celeryref --home-dir /home/celeryref --create-home celeryref \
- && mkdir -p /var/lib/celeryref/beat /var/lib/celeryref/reports \
+ && mkdir -p /var/lib/celeryref/beat /var/lib/celeryref/reports /var/lib/celeryref/images \
  && chown -R celeryref:celeryref /var/lib/celeryref
 
 WORKDIR /srv

@@ -93,7 +93,8 @@ class BaseTask(Task):
         try:
             result = self._run_once(args, kwargs)
         except _FLOW_CONTROL as flow:
-            self._finished("retried" if isinstance(flow, Retry) else "failed", started)
+            outcome = {Retry: "retried", Ignore: "replaced"}.get(type(flow), "failed")
+            self._finished(outcome, started)
             raise
         except Exception as exc:
             self._handle_failure(exc, args, kwargs, started)

@@ -108,6 +108,8 @@ class Settings:
 
     #: Where generated reports are written (a volume in compose).
     report_dir: str = "/var/lib/celeryref/reports"
+    #: Where the image pipeline "uploads" resized images (a volume in compose).
+    image_dir: str = "/var/lib/celeryref/images"
 
     #: Flower's ``user:password`` (``FLOWER_BASIC_AUTH``, set for the flower
     #: service only); its password is checked like the other secrets.
@@ -219,6 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         health_check_seconds=_float(e, "HEALTH_CHECK_SECONDS", d.health_check_seconds),
         beat_lock_ttl=_int(e, "BEAT_LOCK_TTL", d.beat_lock_ttl),
         report_dir=e.get("REPORT_DIR", d.report_dir),
+        image_dir=e.get("IMAGE_DIR", d.image_dir),
         flower_basic_auth=e.get("FLOWER_BASIC_AUTH", d.flower_basic_auth),
         api_token=e.get("API_TOKEN", d.api_token),
         api_max_body_bytes=_int(e, "API_MAX_BODY_BYTES", d.api_max_body_bytes),

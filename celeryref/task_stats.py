@@ -24,7 +24,8 @@ HISTORY_SIZE = 100
 #: Upper bounds (seconds) of the duration histogram buckets.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
 #: Outcomes counted per task.
-OUTCOMES = ("succeeded", "failed", "retried", "dead_lettered")
+#: ("replaced": the task handed its work to a canvas with ``self.replace``.)
+OUTCOMES = ("succeeded", "failed", "retried", "dead_lettered", "replaced")
 
 _TASKS_KEY = redis_state.key("stats", "tasks")
 

@@ -54,6 +54,7 @@ for _key, _value in {
     "POSTGRES_PASSWORD": DOTENV["POSTGRES_PASSWORD"],
     "POSTGRES_DB": DOTENV["POSTGRES_DB"],
     "REPORT_DIR": str(ROOT / "build" / "reports"),
+    "IMAGE_DIR": str(ROOT / "build" / "images"),
 }.items():
     os.environ.setdefault(_key, _value)
 

@@ -31,6 +31,7 @@ CREATE TABLE workflow_steps (
     depends_on       text[]      NOT NULL DEFAULT '{}',
     params           jsonb       NOT NULL DEFAULT '{}',
     max_retries      integer     NOT NULL,
+    retry_delay      double precision NOT NULL,
     timeout_seconds  double precision,
     status           text        NOT NULL
                      CHECK (status IN ('pending', 'queued', 'running', 'succeeded',
