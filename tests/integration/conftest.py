@@ -76,7 +76,12 @@ def services() -> Iterator[None]:
         missing(f"integration services unreachable ({problem}); run `make test`")
 
     from celeryref.migrate import migrate
+    from celeryref.settings import settings
 
+    # A fresh schema every session: services kept from an earlier run (or by
+    # KEEP_SERVICES) may hold tables of an older version of a migration.
+    with psycopg2.connect(settings.database_dsn) as conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     migrate()
     yield
     if started and not os.environ.get("KEEP_SERVICES"):
