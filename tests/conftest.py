@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -77,3 +80,19 @@ def docker_compose_available() -> bool:
     return ok and (
         subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
     )
+
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+
+    The one way tests wait: for a condition, with a deadline (never a bare sleep).
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+    return value

@@ -13,8 +13,9 @@ import pytest
 from celeryref import imaging
 from celeryref.tasks.default import canvas_demo
 from celeryref.tasks.io_intensive import images
+from tests.conftest import wait_for
 from tests.integration import wf_support
-from tests.integration.wf_support import WORK_QUEUES, Sink, mails_to, wait_until
+from tests.integration.wf_support import WORK_QUEUES, Sink, mails_to
 
 domain_tables = wf_support.domain_tables
 smtp_sink = wf_support.smtp_sink
@@ -115,7 +116,7 @@ def test_image_pipeline_resizes_uploads_and_notifies_once(
     with worker(*WORK_QUEUES, pool="threads", concurrency=4):
         result = images.process_images.delay(urls, 16, 16, ["art@example.com"])
         summary = result.get(timeout=TIMEOUT)
-        [mail] = wait_until(mails_to(smtp_sink, "art@example.com"), 20, "the pipeline mail")
+        [mail] = wait_for(mails_to(smtp_sink, "art@example.com"), 20, "the pipeline mail")
 
     assert summary["sent"] is True and summary["images"] == 3
     assert mail["subject"] == "3 images processed"

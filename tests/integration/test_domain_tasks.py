@@ -17,9 +17,10 @@ from celeryref.tasks.cpu_intensive import datasets as dataset_tasks
 from celeryref.tasks.cpu_intensive import reports
 from celeryref.tasks.default import conditional, users
 from celeryref.tasks.io_intensive import email
+from tests.conftest import wait_for
 from tests.integration import wf_support
 from tests.integration.test_mailsink import free_port
-from tests.integration.wf_support import WORK_QUEUES, Sink, mails_to, wait_until
+from tests.integration.wf_support import WORK_QUEUES, Sink, mails_to
 
 domain_tables = wf_support.domain_tables
 smtp_sink = wf_support.smtp_sink
@@ -74,7 +75,7 @@ def test_notification_email_arrives_and_is_logged(
     with worker(*WORK_QUEUES, pool="threads", concurrency=2):
         result = email.send_notification.delay(["team@example.com"], "Nightly run", "All good.")
         sent = result.get(timeout=TIMEOUT)
-        [mail] = wait_until(mails_to(smtp_sink, "team@example.com"), 20, "the notification")
+        [mail] = wait_for(mails_to(smtp_sink, "team@example.com"), 20, "the notification")
 
     assert sent["sent"] is True
     assert (mail["subject"], mail["body"]) == ("Nightly run", "All good.\n")

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from celeryref.alerts import Alert, send_email
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 #: Seconds the sink may take to start answering /healthz, or to exit after SIGTERM.
 DEADLINE = 20.0
@@ -68,15 +67,6 @@ class Sink:
         send_email(alert, "127.0.0.1", self.smtp_port, "celeryref@localhost", recipients)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not within {timeout}s")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def start_sink(tmp_path: Path) -> Iterator[Callable[..., Sink]]:
     """Start ``python -m celeryref.mailsink`` on free loopback ports; stop it afterwards."""
@@ -115,7 +105,7 @@ def start_sink(tmp_path: Path) -> Iterator[Callable[..., Sink]]:
             except OSError:
                 return False
 
-        wait_for(healthy, "mailsink /healthz answering 200")
+        wait_for(healthy, DEADLINE, "mailsink /healthz answering 200")
         return sink
 
     yield start

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from celeryref.client.__main__ import main as cli
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
 from celeryref.settings import settings
 from celeryref.tasks import default, io_intensive, priority
+from tests.conftest import wait_for
 from tests.integration.conftest import RecordingHandler
 from tests.support import tasks as support
 
@@ -25,15 +25,6 @@ def side_effect_rows() -> list[tuple[str, str]]:
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT label, task_id FROM test_side_effects ORDER BY id")
         return cur.fetchall()
-
-
-def wait_for(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def test_two_workers_racing_on_one_key_run_the_side_effect_once(worker_process: Any) -> None:

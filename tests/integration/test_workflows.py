@@ -22,8 +22,9 @@ from celeryref.workflows import engine, status
 from celeryref.workflows.__main__ import main as cli
 from celeryref.workflows.definition import Step, Workflow, WorkflowDefinitionError
 from celeryref.workflows.engine import StepContext
+from tests.conftest import wait_for
 from tests.integration import wf_support
-from tests.integration.wf_support import WORK_QUEUES, Sink, finished, mails_to, step_is, wait_until
+from tests.integration.wf_support import WORK_QUEUES, Sink, finished, mails_to, step_is
 
 # Fixtures, made visible to this module's tests by name.
 domain_tables = wf_support.domain_tables
@@ -59,7 +60,7 @@ def test_data_processing_runs_in_order_and_mails_the_summary(
     with worker(*WORK_QUEUES, pool="threads", concurrency=4):
         eid = engine.start("data_processing", payload)
         state = finished(eid)
-        [mail] = wait_until(mails_to(smtp_sink, "analyst@example.com"), 20, "the summary mail")
+        [mail] = wait_for(mails_to(smtp_sink, "analyst@example.com"), 20, "the summary mail")
 
     assert state.status == "succeeded", status.render_tree(state)
     steps = state.steps
@@ -194,11 +195,11 @@ def test_cancel_stops_pending_steps(worker: Any, domain_tables: None) -> None:
     )
     with worker(*WORK_QUEUES, pool="threads", concurrency=2):
         eid = engine.start(slow, {"records": RECORDS})
-        wait_until(step_is(eid, "middle", "running"), 20, "the middle step to run")
+        wait_for(step_is(eid, "middle", "running"), 20, "the middle step to run")
         assert engine.cancel(eid) is True
         middle_id = status.load(eid).step("middle").task_id
         assert middle_id is not None
-        wait_until(lambda: AsyncResult(middle_id, app=app).ready(), 20, "the middle step to end")
+        wait_for(lambda: AsyncResult(middle_id, app=app).ready(), 20, "the middle step to end")
 
     state = status.load(eid)
     assert state.status == "cancelled" and state.finished_at is not None
@@ -223,7 +224,7 @@ def test_conditional_processing_dispatches_the_follow_ups_that_apply(
         state = finished(engine.start("conditional_processing", payload))
         dispatched = state.step("dispatch").result["dispatched"]
         report = AsyncResult(dispatched[0]["task_id"], app=app).get(timeout=30)
-        mails = wait_until(mails_to(smtp_sink, "data@example.com", 2), 20, "two mails")
+        mails = wait_for(mails_to(smtp_sink, "data@example.com", 2), 20, "two mails")
 
     assert state.status == "succeeded", status.render_tree(state)
     assert [d["follow_up"] for d in dispatched] == ["report", "quality_alert"]

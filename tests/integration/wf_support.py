@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ import pytest
 from celeryref import db, queues
 from celeryref.settings import settings
 from celeryref.workflows import status
+from tests.conftest import wait_for
 from tests.integration import test_mailsink
 from tests.integration.test_mailsink import Sink
 
@@ -45,16 +45,6 @@ def smtp_sink(start_sink: Callable[..., Sink], monkeypatch: pytest.MonkeyPatch) 
     return sink
 
 
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
 def finished(execution_id: str, timeout: float = 60) -> status.ExecutionState:
     """The execution once it is no longer running."""
 
@@ -62,7 +52,7 @@ def finished(execution_id: str, timeout: float = 60) -> status.ExecutionState:
         state = status.load(execution_id)
         return None if state.status == "running" else state
 
-    return wait_until(done, timeout, f"execution {execution_id} to finish")
+    return wait_for(done, timeout, f"execution {execution_id} to finish")
 
 
 def step_is(execution_id: str, step: str, wanted: str) -> Callable[[], bool]:

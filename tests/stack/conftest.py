@@ -12,16 +12,18 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from celery import Celery
 
-from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
+from tests.conftest import DOTENV, ROOT, docker_compose_available, missing, wait_for
 
 #: Compose project of the stack under test (override to run two suites at once).
+__all__ = ["STACK_ENV", "Stack", "wait_for"]
+
 PROJECT = os.environ.get("STACK_PROJECT", "celeryref-stack")
 #: Added to every default host port (6379 -> 26379, ...).
 PORT_OFFSET = int(os.environ.get("STACK_PORT_OFFSET", "20000"))
@@ -37,20 +39,6 @@ STACK_ENV = {
     "BEAT_HEARTBEAT_SECONDS": "2",
     "HEALTHCHECK_INTERVAL": "5s",
 }
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.5) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass
