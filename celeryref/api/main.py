@@ -9,10 +9,11 @@ input is always a 4xx with a ``detail`` saying what is wrong, never a 5xx.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from celeryref.api.limits import BodySizeLimit
-from celeryref.api.routes import dead_letters, monitoring, tasks
+from celeryref.api.routes import dead_letters, monitoring, tasks, workflows
 from celeryref.errors import InvalidArguments
 from celeryref.settings import settings
 
@@ -24,7 +25,21 @@ api = FastAPI(
 api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
 api.include_router(monitoring.router)
 api.include_router(tasks.router)
+api.include_router(workflows.router)
 api.include_router(dead_letters.router)
+
+
+@api.exception_handler(RequestValidationError)
+async def request_validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 listing where and what; the offending input is not echoed back (it may not
+    even be encodable: NaN, Infinity)."""
+    problems = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": problems}
+    )
 
 
 @api.exception_handler(InvalidArguments)

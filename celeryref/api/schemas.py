@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TaskId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -106,3 +107,75 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
+
+
+def storable_json(value: Any, depth: int = 0) -> Any:
+    """``value`` if Postgres ``jsonb`` can store it: no NaN/Infinity, no NUL characters,
+    at most 32 levels deep; else ``ValueError`` saying what is wrong."""
+    if depth > 32:
+        raise ValueError("nested more than 32 levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and Infinity are not JSON")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("strings must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            storable_json(key, depth + 1)
+            storable_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            storable_json(item, depth + 1)
+    return value
+
+
+class WorkflowStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("definition", "input")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable_json(value)
+
+    workflow: Annotated[str | None, Field(max_length=100, description="a registered name")] = None
+    definition: dict[str, Any] | None = Field(
+        default=None, description="an ad-hoc definition {name, steps: [...]} instead of a name"
+    )
+    input: Any = Field(default=None, description="the workflow's input (JSON)")
+
+
+class WorkflowAccepted(BaseModel):
+    execution_id: str
+    status_url: str
+
+
+class WorkflowStep(BaseModel):
+    name: str
+    task: str
+    queue: str
+    depends_on: list[str]
+    status: str
+    task_id: str | None
+    attempts: int
+    result: Any
+    error: str | None
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class WorkflowExecution(BaseModel):
+    id: str
+    workflow: str
+    status: str
+    input: Any
+    result: Any
+    error: str | None
+    created_at: str
+    finished_at: str | None
+    steps: list[WorkflowStep]
+    tree: str
+
+
+class Cancelled(BaseModel):
+    id: str
+    cancelled: bool
