@@ -62,7 +62,9 @@ format: $(BIN)/pytest ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format celeryref tests
 
 test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Docker)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/stack
 
 test-unit: $(BIN)/pytest ## Unit tier only (nothing running)
 	$(BIN)/pytest tests/unit
