@@ -4,7 +4,8 @@ The source sketch ran ``eval()`` on expressions taken from a task's options: any
 caller could run any code in the worker (``().__class__.__base__.__subclasses__()``
 and friends). Here an expression is parsed with :mod:`ast` and only these nodes
 are accepted, each turned into a small Python closure (user text is never handed
-to ``eval``, ``exec`` or ``compile``):
+to ``eval``, ``exec`` or ``compile``; parts without field names are computed once,
+when the expression is compiled):
 
 * literals: numbers, strings, ``True``/``False``/``None``;
 * field names of the item (``amount``); names starting with ``_`` are refused;
@@ -75,34 +76,34 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.NotIn: ops.not_contains,
 }
 #: Human names of refused constructs, for error messages.
-_REFUSED = {
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscripts",
-    ast.Lambda: "lambdas",
-    ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions",
-    ast.IfExp: "conditional expressions",
-    ast.NamedExpr: "assignment expressions",
-    ast.JoinedStr: "f-strings",
-    ast.Starred: "star arguments",
-    ast.List: "list literals",
-    ast.Tuple: "tuple literals",
-    ast.Dict: "dict literals",
-    ast.Set: "set literals",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-    ast.BitAnd: "bitwise operators",
-    ast.BitOr: "bitwise operators",
-    ast.BitXor: "bitwise operators",
-    ast.LShift: "bitwise operators",
-    ast.RShift: "bitwise operators",
-    ast.Invert: "bitwise operators",
-    ast.MatMult: "matrix multiplication",
-    ast.Is: "identity comparisons (use == / !=)",
-    ast.IsNot: "identity comparisons (use == / !=)",
+_REFUSED: dict[type[ast.AST], str] = {
+    node: name
+    for name, nodes in {
+        "attribute access": (ast.Attribute,),
+        "subscripts": (ast.Subscript,),
+        "lambdas": (ast.Lambda,),
+        "comprehensions": (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp),
+        "conditional expressions": (ast.IfExp,),
+        "assignment expressions": (ast.NamedExpr,),
+        "f-strings": (ast.JoinedStr,),
+        "star arguments": (ast.Starred,),
+        "list literals": (ast.List,),
+        "tuple literals": (ast.Tuple,),
+        "dict literals": (ast.Dict,),
+        "set literals": (ast.Set,),
+        "await/yield": (ast.Await, ast.Yield, ast.YieldFrom),
+        "bitwise operators": (
+            ast.BitAnd,
+            ast.BitOr,
+            ast.BitXor,
+            ast.LShift,
+            ast.RShift,
+            ast.Invert,
+        ),
+        "matrix multiplication": (ast.MatMult,),
+        "identity comparisons (use == / !=)": (ast.Is, ast.IsNot),
+    }.items()
+    for node in nodes
 }
 
 
@@ -165,8 +166,26 @@ class _Compiler:
     def __init__(self, source: str, fields: set[str]) -> None:
         self.source = source
         self.fields = fields
+        #: Field references compiled so far; unchanged by a subtree = it is constant.
+        self.references = 0
 
     def build(self, node: ast.AST) -> Evaluator:
+        """The closure of ``node``; a subtree that reads no field is folded at once,
+        so ``9**9**9`` is refused here rather than on every item."""
+        references = self.references
+        evaluate = self._build(node)
+        if self.references > references or isinstance(node, ast.Constant):
+            return evaluate
+        try:
+            value = evaluate({})
+        except EvaluationError as exc:
+            segment = ast.get_source_segment(self.source, node) or ""
+            raise InvalidArguments(
+                f"expression {self.source!r}: {segment[:60]!r} cannot be evaluated: {exc}"
+            ) from None
+        return lambda item: value
+
+    def _build(self, node: ast.AST) -> Evaluator:
         if isinstance(node, ast.Constant):
             return self._constant(node)
         if isinstance(node, ast.Name):
@@ -208,6 +227,7 @@ class _Compiler:
         if name in FUNCTIONS:
             raise InvalidArguments(f"expression {self.source!r}: function {name!r} must be called")
         self.fields.add(name)
+        self.references += 1
         return lambda item: ops.field(item, name)
 
     def _boolean(self, node: ast.BoolOp) -> Evaluator:
@@ -222,6 +242,9 @@ class _Compiler:
                 raise _refuse(op, self.source)
         tests = [_COMPARE[type(op)] for op in node.ops]
         operands = [self.build(node.left), *(self.build(c) for c in node.comparators)]
+        if len(tests) == 1:  # the common case, without the chain loop
+            test, left, right = tests[0], operands[0], operands[1]
+            return lambda item: test(left(item), right(item))
         return lambda item: ops.chain_compare(tests, operands, item)
 
     def _call(self, node: ast.Call) -> Evaluator:

@@ -1,0 +1,146 @@
+"""What the benchmark needs from the running Compose stack: scaling, fresh worker
+processes, and the memory the workers used.
+
+Memory is read inside each ``worker-cpu`` container after a run, from two sources:
+
+* the container's cgroup peak (``memory.peak`` on cgroup v2,
+  ``memory.max_usage_in_bytes`` on v1): everything the container used at its
+  worst moment, including pool processes that were recycled meanwhile
+  (``worker_max_memory_per_child``);
+* ``VmHWM`` (peak resident set) of each pool process (the processes that run
+  tasks; the main process only consumes messages): the largest one.
+
+Both are peaks since the container started, so the benchmark restarts the
+worker containers before each measured run. Sampling ``docker stats`` instead
+would miss short spikes and cost CPU on a small machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "worker-cpu"
+
+#: Runs inside a worker container; prints the cgroup peak and the VmHWM of each pool
+#: process (a Celery process whose parent is the Celery main process).
+_MEMORY_PROBE = r"""
+import json, os
+peak = None
+for path in ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"):
+    try:
+        peak = int(open(path).read())
+        break
+    except (OSError, ValueError):
+        pass
+procs = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if b"celery" not in open(f"/proc/{pid}/cmdline", "rb").read():
+            continue
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+        procs[pid] = (status["PPid"].strip(), int(status["VmHWM"].split()[0]))
+    except (OSError, KeyError, ValueError):
+        pass
+pool = [hwm for ppid, hwm in procs.values() if ppid in procs]
+print(json.dumps({"cgroup_peak_bytes": peak, "pool_hwm_kib": pool}))
+"""
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """Peaks of one worker container and of its largest pool process, MiB."""
+
+    container: str
+    container_peak_mib: float | None
+    process_peak_mib: float
+
+
+class Stack:
+    """``docker compose -p PROJECT`` in the current directory."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+
+    def compose(self, *args: str, timeout: float = 600) -> str:
+        run = subprocess.run(  # noqa: S603 - fixed program, arguments from this module
+            ["docker", "compose", "-p", self.project, *args],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ.copy(),
+            check=False,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"docker compose {' '.join(args)}: {run.stderr[-2000:]}")
+        return run.stdout
+
+    def worker_containers(self) -> list[str]:
+        return self.compose("ps", "-q", SERVICE).split()
+
+    def scale(self, count: int) -> None:
+        self.compose("up", "-d", "--no-deps", "--scale", f"{SERVICE}={count}", SERVICE)
+
+    def fresh_workers(self, count: int, timeout: float = 180) -> int:
+        """Scale ``worker-cpu`` to ``count`` containers, restart them (resets the memory
+        peaks) and wait until ``count`` workers answer; return their pool processes."""
+        self.scale(count)
+        self.compose("restart", SERVICE)
+        from celeryref.celery_app import app
+
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = app.control.inspect(timeout=2).stats() or {}
+            pools = [
+                int(s.get("pool", {}).get("max-concurrency", 0))
+                for name, s in stats.items()
+                if name.startswith("cpu_intensive@")
+            ]
+            if len(pools) == count:
+                return sum(pools)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pools)} of {count} cpu_intensive workers answered")
+            time.sleep(1)
+
+    def worker_memory(self) -> list[WorkerMemory]:
+        readings = []
+        for container in self.worker_containers():
+            run = subprocess.run(  # noqa: S603 - container ids from docker compose ps
+                ["docker", "exec", container, "python", "-c", _MEMORY_PROBE],  # noqa: S607
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            data = json.loads(run.stdout)
+            peak = data["cgroup_peak_bytes"]
+            readings.append(
+                WorkerMemory(
+                    container[:12],
+                    None if peak is None else peak / 2**20,
+                    max(data["pool_hwm_kib"], default=0) / 1024,
+                )
+            )
+        return readings
+
+    def exec_app(self, args: Sequence[str], timeout: float = 1800) -> str:
+        """Run a command in the ``app`` container; its stdout."""
+        return self.compose("exec", "-T", "app", *args, timeout=timeout)
+
+
+def summarize_memory(readings: Sequence[WorkerMemory]) -> dict[str, Any]:
+    """Largest container peak and largest process peak over the worker containers."""
+    peaks = [r.container_peak_mib for r in readings if r.container_peak_mib is not None]
+    return {
+        "worker_container_peak_mib": round(max(peaks), 1) if peaks else None,
+        "process_peak_mib": round(max((r.process_peak_mib for r in readings), default=0.0), 1),
+        "workers": [r.__dict__ for r in readings],
+    }
