@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from celeryref.api.limits import BodySizeLimit
-from celeryref.api.routes import dead_letters, monitoring, tasks, workflows
+from celeryref.api.routes import dead_letters, jobs, monitoring, tasks, workflows
 from celeryref.errors import InvalidArguments
 from celeryref.settings import settings
 
@@ -26,6 +26,7 @@ api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
 api.include_router(monitoring.router)
 api.include_router(tasks.router)
 api.include_router(workflows.router)
+api.include_router(jobs.router)
 api.include_router(dead_letters.router)
 
 

@@ -179,3 +179,39 @@ class WorkflowExecution(BaseModel):
 class Cancelled(BaseModel):
     id: str
     cancelled: bool
+
+
+class JobStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Annotated[str, Field(min_length=1, max_length=200)]
+    function: Annotated[
+        str, Field(max_length=50, description="validation, transformation, analysis, aggregation")
+    ]
+    options: dict[str, Any] = Field(default_factory=dict)
+    partitions: Annotated[int | None, Field(ge=1, le=1000)] = None
+    partition_size: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+
+    @field_validator("options")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable_json(value)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class JobStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    dataset: str
+    function: str
+    status: str
+    partitions_done: int
+    partitions_total: int
+    percent: float
+    error: str | None
+    result: Any
