@@ -24,7 +24,7 @@ from celeryref.mapreduce import jobs
 from celeryref.mapreduce.reference import parse_options
 
 
-def _print(out: TextIO, value: Any) -> None:
+def _write_json(out: TextIO, value: Any) -> None:
     out.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     try:
         if args.command == "status":
             result = jobs.status(args.job_id)
-            _print(out, result)
+            _write_json(out, result)
             return 1 if result["status"] == "failed" else 0
         job_id = jobs.start(
             args.dataset,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     if not args.wait:
         return 0
     final = wait(job_id, args.timeout, out)
-    _print(out, final)
+    _write_json(out, final)
     return 1 if final["status"] != "succeeded" else 0
 
 

@@ -22,8 +22,9 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 SERVICE = "worker-cpu"
 
 #: Runs inside a worker container; prints the cgroup peak and the VmHWM of each pool
-#: process (a Celery process whose parent is the Celery main process).
+#: process: the Celery processes without Celery children (not init, not the main process).
 _MEMORY_PROBE = r"""
 import json, os
 peak = None
@@ -50,7 +51,8 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         procs[pid] = (status["PPid"].strip(), int(status["VmHWM"].split()[0]))
     except (OSError, KeyError, ValueError):
         pass
-pool = [hwm for ppid, hwm in procs.values() if ppid in procs]
+parents = {ppid for ppid, _ in procs.values()}
+pool = [hwm for pid, (_, hwm) in procs.items() if pid not in parents]  # leaves: pool processes
 print(json.dumps({"cgroup_peak_bytes": peak, "pool_hwm_kib": pool}))
 """
 
@@ -144,3 +146,33 @@ def summarize_memory(readings: Sequence[WorkerMemory]) -> dict[str, Any]:
         "process_peak_mib": round(max((r.process_peak_mib for r in readings), default=0.0), 1),
         "workers": [r.__dict__ for r in readings],
     }
+
+
+def point_at_stack(env: MutableMapping[str, str], dotenv: Path) -> None:
+    """Make this process's settings talk to the stack's loopback ports (before import)."""
+    values: dict[str, str] = {}
+    if dotenv.is_file():
+        for line in dotenv.read_text().splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip()
+    for key in ("REDIS_PASSWORD", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+        if key not in env and key in values:
+            env[key] = values[key]
+    env.update(
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=env.get("REDIS_HOST_PORT", "6379"),
+        POSTGRES_HOST="127.0.0.1",
+        POSTGRES_PORT=env.get("POSTGRES_HOST_PORT", "5432"),
+    )
+
+
+def result_backend_bytes(before: set[bytes]) -> tuple[int, set[bytes]]:
+    """Bytes of task results stored since ``before`` (a snapshot of result keys)."""
+    import redis
+
+    from celeryref.settings import settings
+
+    client = redis.Redis.from_url(settings.result_backend_url)
+    keys = set(client.scan_iter("celery-task-meta-*", count=1000))
+    return sum(int(client.strlen(k)) for k in keys - before), keys
