@@ -175,8 +175,12 @@ def test_a_second_beat_stands_by_and_every_beat_stops_cleanly(stack: Stack) -> N
         )
         holder = state.get(LOCK_KEY).decode()
         assert holder.split(":")[0] in {b["ID"][:12] for b in beats}
-        logs = stack.compose("logs", "--no-color", "beat")
-        assert "beat standby" in logs
+        wait_for(
+            lambda: "beat standby" in stack.compose("logs", "--no-color", "beat"),
+            120,
+            "the second beat to report standby",
+            every=1,
+        )
     finally:
         stack.compose("stop", "beat")
         assert [b["ExitCode"] for b in stack.containers("beat")] == [0, 0]
