@@ -15,7 +15,7 @@ endif
 
 .DEFAULT_GOAL := help
 .PHONY: help up down clean logs ps scale demo queues test test-unit test-integration \
-        test-stack lint format offline-images venv
+        test-stack test-faults lint format offline-images venv
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -64,7 +64,7 @@ format: $(BIN)/pytest ## Apply ruff's fixes and formatting
 test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Docker)
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration
-	$(BIN)/pytest tests/stack
+	$(BIN)/pytest tests/stack --ignore-glob='tests/stack/test_faults_*'
 
 test-unit: $(BIN)/pytest ## Unit tier only (nothing running)
 	$(BIN)/pytest tests/unit
@@ -74,6 +74,10 @@ test-integration: $(BIN)/pytest ## Integration tier (real Redis/Postgres, in-pro
 
 test-stack: $(BIN)/pytest ## Stack tier (the real compose deployment in Docker)
 	$(BIN)/pytest tests/stack
+
+test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (WIP; not yet in `test`)
+	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
+	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
 
 offline-images: ## Build the stand-in base images from Debian packages (air-gapped)
 	bash docker/offline/build-images.sh

@@ -117,11 +117,13 @@ def measure_once(stack: Any, args: argparse.Namespace, approach: str, containers
     idle = benchstack.summarize_memory(stack.worker_memory())
     _, keys = benchstack.result_backend_bytes(set())
     runner = run_mapreduce if approach == "map-reduce" else run_naive
-    measured = runner(dataset, args.function, options, args.partition_size)
+    with benchstack.PeakSampler(stack) as sampler:
+        measured = runner(dataset, args.function, options, args.partition_size)
     memory = {
         **benchstack.summarize_memory(stack.worker_memory()),
         "idle_process_mib": idle["process_peak_mib"],
     }
+    memory["process_peak_mib"] = round(max(memory["process_peak_mib"], sampler.process_peak_mib), 1)
     stored, _ = benchstack.result_backend_bytes(keys)
     if "forget" in measured:  # the naive results are huge: drop them from Redis now
         measured["forget"].parent.forget()

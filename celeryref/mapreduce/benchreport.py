@@ -41,9 +41,10 @@ HOW = """\
   `worker-cpu` containers (`memory.peak`, cgroup v1 `memory.max_usage_in_bytes`):
   every process of the container at its worst moment, including pool processes
   recycled meanwhile. **peak MiB per pool process**: the largest `VmHWM` (peak
-  RSS) of a pool process there, the processes that run the tasks (for the
-  reference: its own `ru_maxrss`); **idle** is the same figure read just before
-  the run, on the freshly restarted workers. Worker
+  RSS) of a pool process there, the processes that run the tasks, read every 2 s
+  during the run and once after it (for the reference: its own `ru_maxrss`);
+  **idle** is the same figure just before the run, on the freshly restarted
+  workers. Worker
   containers are restarted before each run, so the peaks belong to that run.
 * **result backend bytes**: bytes of task results written to Redis during the run.
 * **best of**: `--repeat N` runs the reference and each map-reduce row N times

@@ -10,9 +10,11 @@ Memory is read inside each ``worker-cpu`` container after a run, from two source
 * ``VmHWM`` (peak resident set) of each pool process (the processes that run
   tasks; the main process only consumes messages): the largest one.
 
-Both are peaks since the container started, so the benchmark restarts the
-worker containers before each measured run. Sampling ``docker stats`` instead
-would miss short spikes and cost CPU on a small machine.
+Both are peaks since the container (or process) started, so the benchmark
+restarts the worker containers before each measured run; the process peaks are
+also sampled every 2 s during the run (:class:`PeakSampler`), because a pool
+process that exceeded ``worker_max_memory_per_child`` is replaced after its task
+and its peak leaves with it. ``docker stats`` would show only the moment's usage.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +139,35 @@ class Stack:
     def exec_app(self, args: Sequence[str], timeout: float = 1800) -> str:
         """Run a command in the ``app`` container; its stdout."""
         return self.compose("exec", "-T", "app", *args, timeout=timeout)
+
+
+class PeakSampler:
+    """Reads :meth:`Stack.worker_memory` every ``every`` seconds while a run lasts and
+    keeps the largest pool-process peak seen: a pool process recycled after its
+    task (``worker_max_memory_per_child``) takes its ``VmHWM`` with it."""
+
+    def __init__(self, stack: Stack, every: float = 2.0) -> None:
+        self.stack, self.every = stack, every
+        self.process_peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                readings = self.stack.worker_memory()
+            except (subprocess.SubprocessError, ValueError, OSError):
+                continue  # a container restarting; the next sample will do
+            peaks = [r.process_peak_mib for r in readings]
+            self.process_peak_mib = max([self.process_peak_mib, *peaks])
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def summarize_memory(readings: Sequence[WorkerMemory]) -> dict[str, Any]:

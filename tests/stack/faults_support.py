@@ -1,0 +1,481 @@
+"""The fault suite's own deployment: ``docker-compose.yml`` + ``compose.faults.yml``.
+
+``tests/stack/test_faults_*.py`` kill, stop and restart containers, so they run
+against a stack of their own: compose project ``celeryref-faults`` on host ports
+5xxxx (Redis 56379, Postgres 55432, Flower 55555, API 58000, mail sink 58025),
+image ``celeryref/app:faults``, with the drills enabled (``FAULT_INJECTION=1``) and
+shortened timeouts (:data:`FAULT_ENV`). It is brought up from nothing (``down -v``
+first, ``up --build --wait``) once per pytest session and removed at the end,
+unless ``KEEP_STACK=1``; ``REUSE_STACK=1`` skips the initial ``down -v``/build and
+reuses a stack left running by ``KEEP_STACK=1`` (for iterating on one test).
+
+Run (with the offline base images on an air-gapped machine)::
+
+    set -a && . docker/offline/images.env && set +a
+    .venv/bin/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \\
+        tests/stack/test_faults_input.py
+
+Import the ``faults`` fixture from here (``from tests.stack.faults_support import
+faults``): the stack is started once however many modules import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import psycopg2
+import pytest
+import redis
+import requests
+from celery import Celery
+from celery.result import AsyncResult
+
+from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
+from tests.stack.conftest import Stack, wait_for
+
+#: Compose project of the fault suite (never the developer's or the stack tier's).
+PROJECT = "celeryref-faults"
+#: The deployment plus the fault-suite override.
+COMPOSE_FILES = ("-f", "docker-compose.yml", "-f", "tests/stack/compose.faults.yml")
+#: Drill tasks (celeryref/tasks/default/drills.py) by short name.
+DRILLS = "celeryref.tasks.default.drills"
+
+#: Seconds before Redis hands an unacknowledged message to another consumer.
+VISIBILITY_TIMEOUT = 90
+#: Hard time limit of every task in the fault stack (below the visibility timeout).
+TASK_TIME_LIMIT = 20
+#: Soft time limit (below the hard one).
+TASK_SOFT_TIME_LIMIT = 15
+#: Seconds `docker compose stop` waits before SIGKILL (shortened: 330 s by default).
+STOP_GRACE_SECONDS = 30
+#: Soft-shutdown window of the proposed worker configuration (below the grace period).
+SOFT_SHUTDOWN_SECONDS = 5
+#: Seconds between beat heartbeats (30 s by default).
+BEAT_HEARTBEAT_SECONDS = 2
+#: Seconds a beat lease lives without renewal (60 s by default).
+BEAT_LOCK_TTL = 10
+#: kombu sweeps for expired unacknowledged messages every 10 s but scans Redis only on
+#: every 10th sweep (``unacked_restore_interval`` x ``unacked_restore_throttle``).
+RESTORE_SWEEP_SECONDS = 100
+#: Longest wait for a message stranded by a dead consumer to run again.
+REDELIVERY_DEADLINE = VISIBILITY_TIMEOUT + RESTORE_SWEEP_SECONDS + 60
+#: Postgres connections of worker-io's shared pool: one per thread (16 by default).
+IO_DB_POOL_MAX = "32"
+
+#: Variables docker-compose.yml interpolates, set for the fault stack.
+FAULT_ENV = {
+    "APP_IMAGE": "celeryref/app:faults",
+    "REDIS_HOST_PORT": "56379",
+    "POSTGRES_HOST_PORT": "55432",
+    "FLOWER_HOST_PORT": "55555",
+    "APP_HOST_PORT": "58000",
+    "MAILSINK_HOST_PORT": "58025",
+    # Each healthcheck starts a Python process; every 5 s on 8 containers would eat a
+    # core of this 2-core machine and slow every drill.
+    "HEALTHCHECK_INTERVAL": "10s",
+    "BEAT_HEARTBEAT_SECONDS": str(BEAT_HEARTBEAT_SECONDS),
+    "BEAT_LOCK_TTL": str(BEAT_LOCK_TTL),
+    "TASK_SOFT_TIME_LIMIT": str(TASK_SOFT_TIME_LIMIT),
+    "TASK_TIME_LIMIT": str(TASK_TIME_LIMIT),
+    "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+    "WORKER_STOP_GRACE_PERIOD": f"{STOP_GRACE_SECONDS}s",
+    "WORKER_SOFT_SHUTDOWN_TIMEOUT": str(SOFT_SHUTDOWN_SECONDS),
+    # worker-io runs 32 threads; the shipped pool of 16 connections fails tasks with
+    # PoolError under load (see test_the_shipped_io_pool_size_fails_tasks_under_load).
+    "IO_DB_POOL_MAX": IO_DB_POOL_MAX,
+}
+
+#: Long-running services of the deployment, with their usual scale.
+SERVICES = (
+    "redis",
+    "postgres",
+    "app",
+    "worker",
+    "worker-cpu",
+    "worker-io",
+    "worker-priority",
+    "worker-scheduled",
+    "beat",
+    "flower",
+    "mailsink",
+)
+#: Worker service of each queue.
+WORKER_OF = {
+    "default": "worker",
+    "cpu_intensive": "worker-cpu",
+    "io_intensive": "worker-io",
+    "priority": "worker-priority",
+    "scheduled": "worker-scheduled",
+}
+
+
+def new_key(prefix: str) -> str:
+    """A fresh drill key (unique per call, readable in the tables)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class FaultStack(Stack):
+    """Handle on the ``celeryref-faults`` project (see the module docstring)."""
+
+    env: dict[str, str] = field(default_factory=lambda: {**os.environ, **FAULT_ENV})
+
+    # -- compose -------------------------------------------------------------------
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> str:
+        run = subprocess.run(
+            ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and run.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} failed ({run.returncode}):\n"
+                f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            )
+        return run.stdout
+
+    def up(self, *args: str) -> None:
+        self.compose("up", "-d", "--wait", "--wait-timeout", "300", *args)
+
+    def running(self, service: str) -> list[dict[str, Any]]:
+        """Running containers of ``service``."""
+        return [r for r in self.containers(service) if r["State"] == "running"]
+
+    def container_id(self, service: str) -> str:
+        """The id of ``service``'s single running container."""
+        rows = self.running(service)
+        assert len(rows) == 1, f"expected one running {service}, got {rows}"
+        return str(rows[0]["ID"])
+
+    def ensure_up(self) -> None:
+        """Every service running and healthy at its usual scale (after a destructive test)."""
+        rows = [r for r in self.containers() if r["Service"] in SERVICES]
+        per_service: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            per_service.setdefault(row["Service"], []).append(row)
+        healthy = all(
+            len(per_service.get(s, [])) == 1
+            and per_service[s][0]["State"] == "running"
+            and per_service[s][0].get("Health", "") in ("healthy", "")
+            for s in SERVICES
+        )
+        if not healthy:
+            scale = [f"--scale={s}=1" for s in SERVICES if s not in ("redis", "postgres")]
+            self.up(*scale, *SERVICES)
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        run = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and run.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {run.stderr[-2000:]}")
+        return run.stdout
+
+    def exec_in(self, container: str, *command: str, check: bool = True) -> str:
+        return self.docker("exec", container, *command, check=check)
+
+    def logs(self, service: str, tail: int = 200) -> str:
+        return self.compose("logs", "--no-color", "--tail", str(tail), service, check=False)
+
+    def run_once(
+        self, service: str, *command: str, env: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        """``docker compose run --rm --no-deps`` a one-off container of ``service``."""
+        flags = [f"--env={k}={v}" for k, v in env.items()]
+        return subprocess.run(
+            [
+                "docker",
+                "compose",
+                "-p",
+                PROJECT,
+                *COMPOSE_FILES,
+                "run",
+                "--rm",
+                "--no-deps",
+                *flags,
+                service,
+                *command,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    @contextmanager
+    def default_worker_replaced_by(self, service: str) -> Iterator[str]:
+        """Serve ``default`` with ``service`` (a profile service) instead of ``worker``."""
+        self.compose("stop", "worker")
+        try:
+            self.up("--no-deps", service)
+            yield service
+        finally:
+            self.compose("rm", "--stop", "--force", service, check=False)
+            self.up("worker")
+
+    def container_of(self, node: str) -> str:
+        """The id of the container whose Celery node is ``node`` (``queue@<hostname>``)."""
+        host = node.split("@")[-1]
+        ids = [str(r["ID"]) for r in self.containers() if host.startswith(r["ID"][:12])]
+        assert len(ids) == 1, f"no single container for node {node}: {ids}"
+        return ids[0]
+
+    # -- clients -------------------------------------------------------------------
+
+    def settings_env(self) -> dict[str, str]:
+        return {
+            **super().settings_env(),
+            "REDIS_PORT": FAULT_ENV["REDIS_HOST_PORT"],
+            "POSTGRES_PORT": FAULT_ENV["POSTGRES_HOST_PORT"],
+            "TASK_SOFT_TIME_LIMIT": str(TASK_SOFT_TIME_LIMIT),
+            "TASK_TIME_LIMIT": str(TASK_TIME_LIMIT),
+            "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        }
+
+    @cached_property
+    def app(self) -> Celery:
+        """One client app for the whole session (connection pools are reused)."""
+        return self.celery()
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{FAULT_ENV['FLOWER_HOST_PORT']}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{FAULT_ENV['APP_HOST_PORT']}"
+
+    @property
+    def api_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {DOTENV['API_TOKEN']}"}
+
+    def api(self, method: str, path: str, timeout: float = 30, **kwargs: Any) -> requests.Response:
+        return requests.request(method, f"{self.api_url}{path}", timeout=timeout, **kwargs)
+
+    def redis(self, db: int = 0) -> redis.Redis:
+        """A client for database ``db`` of the stack's Redis (0 broker, 1 results, 2 state)."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=int(FAULT_ENV["REDIS_HOST_PORT"]),
+            password=DOTENV["REDIS_PASSWORD"],
+            db=db,
+            socket_timeout=10,
+        )
+
+    @property
+    def dsn(self) -> str:
+        env = self.settings_env()
+        return (
+            f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@127.0.0.1:"
+            f"{env['POSTGRES_PORT']}/{env['POSTGRES_DB']}"
+        )
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in its own connection (Postgres may have restarted since)."""
+        conn = psycopg2.connect(self.dsn, connect_timeout=10)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(query, params)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    # -- drills --------------------------------------------------------------------
+
+    def send(
+        self,
+        drill: str,
+        *args: Any,
+        queue: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send drill ``drill`` (a function of celeryref.tasks.default.drills) with ``args``."""
+        kwargs = options.pop("kwargs", None)
+        return self.app.send_task(
+            f"{DRILLS}.{drill}", args=list(args), kwargs=kwargs, queue=queue, **options
+        )
+
+    def runs(self, key: str) -> list[tuple[str, str, int]]:
+        """(task_id, worker, pid) of every execution of drill ``key``, in order."""
+        rows = self.sql(
+            "SELECT task_id, worker, pid FROM drill_runs WHERE key = %s ORDER BY id", (key,)
+        )
+        return [(str(t), str(w), int(p)) for t, w, p in rows]
+
+    def effects(self, key: str) -> list[tuple[str, str]]:
+        """(task_id, worker) of every side effect of drill ``key``, in order."""
+        rows = self.sql(
+            "SELECT task_id, worker FROM drill_effects WHERE key = %s ORDER BY id", (key,)
+        )
+        return [(str(t), str(w)) for t, w in rows]
+
+    def wait_for_run(
+        self, key: str, count: int = 1, timeout: float = 60
+    ) -> list[tuple[str, str, int]]:
+        """Block until drill ``key`` has started ``count`` times; return the runs."""
+        return wait_for(
+            lambda: r if len(r := self.runs(key)) >= count else None,
+            timeout,
+            f"{count} run(s) of drill {key}",
+            every=0.2,
+        )
+
+    def unacked_task_ids(self) -> set[str]:
+        """Task ids of messages delivered to a consumer and not acknowledged yet."""
+        ids = set()
+        for raw in self.redis(0).hvals("unacked"):
+            message = json.loads(raw)[0]
+            ids.add(str(message.get("headers", {}).get("id")))
+        return ids
+
+    def queued_task_ids(self, queue: str) -> set[str]:
+        """Task ids waiting in ``queue`` (every priority step)."""
+        from celeryref.queues import redis_keys
+
+        client = self.redis(0)
+        ids = set()
+        for key in redis_keys(queue):
+            for raw in client.lrange(key, 0, -1):
+                ids.add(str(json.loads(raw).get("headers", {}).get("id")))
+        return ids
+
+    def dead_letters(self, task_id: str) -> list[dict[str, Any]]:
+        rows = self.sql(
+            "SELECT id, task_name, category, exception_type, exception, retries"
+            " FROM dead_letters WHERE task_id = %s ORDER BY id",
+            (task_id,),
+        )
+        keys = ("id", "task_name", "category", "exception_type", "exception", "retries")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def state(self, task_id: str) -> str:
+        return str(AsyncResult(task_id, app=self.app).state)
+
+
+def publish(
+    stack: FaultStack, prefix: str, count: int, queues: list[str], hold: float
+) -> list[str]:
+    """Send ``count`` record_event drills (keys ``prefix-0..``) round-robin over ``queues``."""
+    ids = []
+    with stack.app.producer_or_acquire() as producer:
+        for i in range(count):
+            result = stack.app.send_task(
+                f"{DRILLS}.record_event",
+                args=[f"{prefix}-{i}", hold],
+                queue=queues[i % len(queues)],
+                producer=producer,
+            )
+            ids.append(str(result.id))
+    return ids
+
+
+def effect_counts(stack: FaultStack, prefix: str) -> tuple[int, int]:
+    """(distinct keys with an effect, effect rows) of the drills under ``prefix``."""
+    ((keys, rows),) = stack.sql(
+        "SELECT count(DISTINCT key), count(*) FROM drill_effects WHERE key LIKE %s",
+        (f"{prefix}-%",),
+    )
+    return int(keys), int(rows)
+
+
+def run_count(stack: FaultStack, prefix: str) -> int:
+    ((rows,),) = stack.sql("SELECT count(*) FROM drill_runs WHERE key LIKE %s", (f"{prefix}-%",))
+    return int(rows)
+
+
+def wait_until_drained(
+    stack: FaultStack, ids: list[str], queues: list[str], timeout: float
+) -> None:
+    """Block until none of ``ids`` is queued or awaiting a redelivery."""
+    wanted = set(ids)
+
+    def drained() -> bool:
+        pending = stack.unacked_task_ids()
+        for queue in queues:
+            pending |= stack.queued_task_ids(queue)
+        return not pending & wanted
+
+    wait_for(drained, timeout, "no message of the test left in Redis", every=2)
+
+
+def timed(action: Callable[[], Any]) -> float:
+    """Seconds ``action`` took."""
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+#: Where measured (never asserted) recovery times are written for docs/RELIABILITY.md.
+MEASUREMENTS = ROOT / "build" / "faults-measurements.json"
+
+
+def record_measurement(name: str, value: Any) -> None:
+    """Keep one measurement (seconds, counts) of this run in :data:`MEASUREMENTS`."""
+    MEASUREMENTS.parent.mkdir(exist_ok=True)
+    data = json.loads(MEASUREMENTS.read_text()) if MEASUREMENTS.exists() else {}
+    data[name] = round(value, 2) if isinstance(value, float) else value
+    MEASUREMENTS.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+_stack: FaultStack | None = None
+
+
+def _start(config: pytest.Config) -> FaultStack:
+    global _stack
+    if _stack is not None:
+        return _stack
+    if not docker_compose_available():
+        missing(
+            "no Docker engine with the compose plugin; run scripts/ensure-docker.sh, "
+            "then the fault suite"
+        )
+    stack = FaultStack()
+    started = time.monotonic()
+    if not os.environ.get("REUSE_STACK"):
+        stack.compose("--profile", "*", "down", "-v", "--remove-orphans")
+        stack.compose("build")
+    try:
+        stack.up()
+    except AssertionError:
+        print(stack.compose("logs", "--no-color", "--tail", "80", check=False))  # noqa: T201
+        raise
+    stack.startup_seconds = time.monotonic() - started
+    if not os.environ.get("KEEP_STACK"):
+
+        def remove() -> None:
+            stack.compose("--profile", "*", "down", "-v", "--remove-orphans", check=False)
+
+        config.add_cleanup(remove)
+    _stack = stack
+    return stack
+
+
+def ready_stack(config: pytest.Config) -> FaultStack:
+    """The fault stack (started once), every service up and healthy, with a fresh client."""
+    stack = _start(config)
+    stack.ensure_up()
+    # A fresh client each time: a client that saw Redis go away keeps a broken result
+    # consumer ("the Celery application must be restarted").
+    stack.__dict__.pop("app", None)
+    return stack
+
+
+@pytest.fixture
+def faults(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    """The fault stack, every service up and healthy before the test (started once)."""
+    yield ready_stack(request.config)
