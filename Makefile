@@ -7,6 +7,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 SERVICE ?= worker-cpu
 N       ?= 2
+ITEMS   ?= 1000000
 
 ifeq ($(OFFLINE),1)
 include docker/offline/images.env
@@ -81,7 +82,7 @@ test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (WI
 
 bench-mapreduce: $(BIN)/pytest ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
 	$(BIN)/pip install --quiet matplotlib==3.11.2
-	$(BIN)/python -m celeryref.mapreduce.bench --items 1000000
+	$(BIN)/python -m celeryref.mapreduce.bench --items $(ITEMS) --repeat 2
 
 offline-images: ## Build the stand-in base images from Debian packages (air-gapped)
 	bash docker/offline/build-images.sh
