@@ -52,11 +52,11 @@ DRILLS = "celeryref.tasks.default.drills"
 #: Seconds before Redis hands an unacknowledged message to another consumer.
 VISIBILITY_TIMEOUT = 90
 #: Hard time limit of every task in the fault stack (below the visibility timeout).
-TASK_TIME_LIMIT = 20
+TASK_TIME_LIMIT = 30
 #: Soft time limit (below the hard one).
-TASK_SOFT_TIME_LIMIT = 15
+TASK_SOFT_TIME_LIMIT = 25
 #: Seconds `docker compose stop` waits before SIGKILL (shortened: 330 s by default).
-STOP_GRACE_SECONDS = 30
+STOP_GRACE_SECONDS = 40
 #: Soft-shutdown window of the proposed worker configuration (below the grace period).
 SOFT_SHUTDOWN_SECONDS = 5
 #: Seconds between beat heartbeats (30 s by default).

@@ -175,9 +175,9 @@ def test_stopping_a_worker_lets_a_short_task_finish_before_the_grace_period(
 
 
 #: Hold longer than the stop timeout below, shorter than the soft time limit.
-LONG_HOLD = 12.0
+LONG_HOLD = 20.0
 #: `docker compose stop -t`: shorter than LONG_HOLD, longer than the soft-shutdown window.
-SHORT_STOP = 8
+SHORT_STOP = 12
 assert SOFT_SHUTDOWN_SECONDS < SHORT_STOP < LONG_HOLD < TASK_SOFT_TIME_LIMIT
 assert TASK_TIME_LIMIT < STOP_GRACE_SECONDS
 
