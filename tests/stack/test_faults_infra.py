@@ -215,6 +215,7 @@ def test_publishing_while_redis_hangs_answers_instead_of_hanging(faults: FaultSt
         )
     finally:
         faults.docker("unpause", redis)
+        faults.wait_healthy("redis")
     assert response.status_code >= 500
 
 
@@ -286,7 +287,7 @@ def test_the_shipped_io_pool_size_serves_32_threads_under_load(faults: FaultStac
     """worker-io with the shipped pool size: 300 DB-using drills all succeed."""
     shipped = dataclasses.replace(faults, env=dict(faults.env))
     shipped.env.pop("IO_DB_POOL_MAX")  # the compose default (16) applies
-    shipped.up("--no-deps", "worker-io")
+    shipped.start_worker("worker-io")
     try:
         prefix = new_key("io-pool")
         ids = publish(faults, prefix, DB_TASKS, ["io_intensive"], hold=0.2)
@@ -301,7 +302,7 @@ def test_the_shipped_io_pool_size_serves_32_threads_under_load(faults: FaultStac
         record_measurement("s10_shipped_io_pool_failures", len(failed))
         assert failed == []
     finally:
-        faults.up("--no-deps", "worker-io")
+        faults.start_worker("worker-io")
 
 
 # -- 11. beat: restart, and a second instance ------------------------------------------

@@ -194,7 +194,7 @@ def test_shipped_config_a_stop_shorter_than_the_task_strands_it_until_the_visibi
 
     faults.compose("stop", "-t", str(SHORT_STOP), "worker")
     assert exit_code(faults, "worker") == 137
-    faults.up("worker")
+    faults.start_worker("worker")
 
     assert result.id in faults.unacked_task_ids()
     assert result.id not in faults.queued_task_ids("default")
@@ -219,7 +219,7 @@ def test_proposed_config_requeues_a_task_longer_than_the_stop_timeout_at_once(
         assert result.id not in faults.unacked_task_ids()
 
         restarted = time.monotonic()
-        faults.up("--no-deps", service)
+        faults.start_worker(service)
         assert result.get(timeout=VISIBILITY_TIMEOUT / 2)["key"] == key
         record_measurement("s4_proposed_restart_to_success_seconds", time.monotonic() - restarted)
 
@@ -244,7 +244,7 @@ def test_an_idle_worker_stopped_while_holding_an_eta_task_hands_it_back_and_it_r
     faults.compose("stop", default_worker)
     assert exit_code(faults, default_worker) == 0
     assert result.id in faults.queued_task_ids("default"), "handed back at shutdown"
-    faults.up("--no-deps", default_worker)
+    faults.start_worker(default_worker)
 
     assert result.get(timeout=COUNTDOWN + 60)["key"] == key
     ((started_at,),) = faults.sql("SELECT started_at FROM drill_runs WHERE key = %s", (key,))
