@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from celeryref import catalog, queues
 from celeryref.api.main import api
 from celeryref.settings import settings
+from tests.conftest import wait_for
 from tests.support import tasks as support
 
 AUTH = {"Authorization": f"Bearer {settings.api_token}"}
@@ -150,15 +151,26 @@ def test_unknown_and_malformed_task_ids(client: TestClient) -> None:
 def test_revoked_task_never_runs(client: TestClient, worker: Any) -> None:
     """A task queued behind a busy worker and revoked is skipped when its turn comes.
 
-    (Revokes live in the memory of the workers running at that moment.)
+    (Revokes live in the memory of the workers running at that moment.) The threads
+    pool keeps the consumer free while ``busy`` runs, so the revoke is received and
+    confirmed before the queued task can be fetched (prefetch 1 + acks_late).
     """
-    with worker(queues.DEFAULT):
-        busy = support.side_effect.delay("busy", hold_seconds=1.0)
+    from celeryref.celery_app import app
+
+    with worker(queues.DEFAULT, pool="threads", concurrency=1) as w:
+        busy = support.side_effect.delay("busy", hold_seconds=5.0)
         task_id = client.post(
             "/tasks", json={"task": "add", "args": {"x": 1, "y": 1}}, headers=AUTH
         ).json()["task_id"]
         assert client.delete(f"/tasks/{task_id}", headers=AUTH).json()["revoked"] is True
-        busy.get(timeout=10)
+
+        def worker_knows() -> bool:
+            replies = app.control.inspect(destination=[w.hostname], timeout=1).revoked() or {}
+            return any(task_id in ids for ids in replies.values())
+
+        wait_for(worker_knows, 30, "the worker to hold the revoke")
+        assert not busy.ready(), "busy finished before the revoke arrived: test proves nothing"
+        busy.get(timeout=30)
         assert poll(client, task_id)["state"] == "REVOKED"
 
 
