@@ -29,8 +29,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 
-from celeryref import dead_letters, delivery_guard, error_log, idempotency, redis_state, retry
+from celeryref import dead_letters, delivery_guard, error_log, idempotency, redis_state
 from celeryref.errors import CircuitOpen, Classification, Severity, classify
+from celeryref.retry import RetryPolicy, policy_for
 from celeryref.settings import settings
 
 logger = logging.getLogger("celeryref.tasks")
@@ -49,18 +50,34 @@ class BaseTask(Task):
     """Logging, metrics, retries, idempotency and dead letters for every task."""
 
     #: Retry policy of this task; ``None`` uses :func:`celeryref.retry.policy_for`.
-    retry_policy: retry.RetryPolicy | None = None
+    retry_policy: RetryPolicy | None = None
     #: Run the side effect at most once per idempotency key.
     idempotent: bool = False
     #: Alert operators when this task is dead-lettered.
     alert_on_dead_letter: bool = True
 
+    #: Requests received but not started survive a lost broker connection.
+    Request = "celeryref.request:Request"
+
     # -- sending -----------------------------------------------------------------
 
-    def apply_async(self, *args: Any, **options: Any) -> Any:
-        """Celery's ``apply_async``, refusing delays the broker cannot hold safely."""
-        delivery_guard.check_delay(options.get("countdown"), options.get("eta"))
-        return super().apply_async(*args, **options)
+    def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+        """Celery's ``retry`` with the countdown clamped to what the broker can hold.
+
+        The app refuses longer delays (:func:`celeryref.delivery_guard.check_delay`);
+        inside ``retry`` Celery would turn that refusal into ``Reject(requeue=False)``,
+        a task dropped without a dead letter. A backoff that long is retried sooner.
+        """
+        if countdown is not None and countdown > delivery_guard.max_delay():
+            logger.warning(
+                "task %s[%s] retry in %.0fs clamped to %ss (broker visibility timeout)",
+                self.name,
+                self.request.id,
+                countdown,
+                delivery_guard.max_delay(),
+            )
+            countdown = float(delivery_guard.max_delay())
+        return super().retry(*args, countdown=countdown, **options)
 
     # -- the attempt -------------------------------------------------------------
 
@@ -116,8 +133,11 @@ class BaseTask(Task):
         try:
             result = self.run(*args, **kwargs)
         except Exception as exc:
-            if not classify(exc).transient:
-                idempotency.release(key, self.request.id)  # a replay may run it again
+            if not self._will_retry(exc):  # dead-lettered: a replay may run it again
+                try:
+                    idempotency.release(key, self.request.id)
+                except Exception:
+                    logger.exception("could not release key %s; it expires with its lease", key)
             raise
         idempotency.complete(key, self.request.id, result)
         return result
@@ -154,9 +174,9 @@ class BaseTask(Task):
             error_log.log_error(self.name, request.id, exc, classification, request.retries)
         except Exception:
             logger.exception("could not write the error log")
-        policy = self.retry_policy or retry.policy_for(self.name)
+        policy = self._policy()
         error = f"{type(exc).__name__}: {exc}"
-        if classification.transient and policy.allows(request.retries):
+        if self._will_retry(exc):
             if isinstance(exc, CircuitOpen):
                 countdown = max(exc.retry_after, policy.backoff(request.retries))
             else:
@@ -178,6 +198,13 @@ class BaseTask(Task):
         self._finished("dead_lettered", started, error)
         self._dead_letter(args, kwargs, exc, traceback.format_exc(), classification)
         raise exc
+
+    def _policy(self) -> RetryPolicy:
+        return self.retry_policy or policy_for(self.name)
+
+    def _will_retry(self, exc: Exception) -> bool:
+        """Whether this attempt's failure with ``exc`` is retried (else: dead letter)."""
+        return classify(exc).transient and self._policy().allows(self.request.retries)
 
     def _dead_letter(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from celeryref import queues
+from celeryref import delivery_guard, queues
 from celeryref.beat_schedule import beat_schedule
 from celeryref.settings import Settings, settings
 
@@ -72,11 +72,22 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "visibility_timeout": s.broker_visibility_timeout,
             "priority_steps": list(queues.PRIORITY_STEPS),
             "sep": queues.PRIORITY_SEP,
+            # A Redis that stops answering (paused, half-open TCP) fails a publish
+            # after this long instead of hanging the caller (kombu waits forever).
+            "socket_timeout": s.redis_socket_timeout,
+            "socket_connect_timeout": s.redis_socket_timeout,
         },
+        "redis_socket_timeout": s.redis_socket_timeout,
+        "redis_socket_connect_timeout": s.redis_socket_timeout,
         "broker_connection_retry_on_startup": True,
         # With acks_late a task interrupted by a lost connection is redelivered;
-        # stop it here instead of letting two copies run.
+        # stop it here instead of letting two copies run. (Requests received but
+        # not started are left alone: celeryref.request.Request.cancel.)
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # SIGTERM (REMAP_SIGTERM=SIGQUIT in compose) gives running tasks this long,
+        # then cancels the rest and requeues their messages at once, before
+        # Docker's SIGKILL could strand them for the visibility timeout.
+        "worker_soft_shutdown_timeout": s.worker_soft_shutdown_timeout,
         # Long tasks: acknowledge after the task ran, reserve one message per
         # process, so a crash redelivers the task and nothing waits behind it.
         "task_acks_late": True,
@@ -100,9 +111,29 @@ def celery_config(s: Settings) -> dict[str, Any]:
     }
 
 
+class App(Celery):
+    """Celery whose ``send_task`` refuses delays the broker cannot hold.
+
+    Every publish goes through ``send_task``: ``Task.apply_async``, canvas
+    signatures, retries, the API's by-name submissions and dead-letter replays.
+    """
+
+    def send_task(
+        self,
+        name: str,
+        args: Any = None,
+        kwargs: Any = None,
+        countdown: float | None = None,
+        eta: Any = None,
+        **options: Any,
+    ) -> Any:
+        delivery_guard.check_delay(countdown, eta)
+        return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+
+
 def create_app(s: Settings = settings) -> Celery:
     """Build the Celery app for settings ``s``."""
-    celery = Celery("celeryref", include=TASK_MODULES, task_cls="celeryref.base:BaseTask")
+    celery = App("celeryref", include=TASK_MODULES, task_cls="celeryref.base:BaseTask")
     celery.conf.update(celery_config(s))
     # Worker-process resources (DB pool) and task logging hook in by signals.
     import celeryref.worker_signals  # noqa: F401

@@ -62,6 +62,20 @@ def close_pool() -> None:
         _pool, _pool_pid = None, None
 
 
+def discard_pool() -> None:
+    """Forget this process's pool after a database error; the next borrow opens a new one.
+
+    The old pool is not closed: other threads (``worker-io`` runs 32) may still hold
+    its connections, and ``putconn`` into a closed pool raises. They return them to
+    the old pool, whose connections close when the last reference to it is gone.
+    """
+    global _pool, _pool_pid
+    with _lock:
+        if _pool is not None and _pool_pid == os.getpid():
+            logger.info("postgres pool discarded in pid %s", _pool_pid)
+            _pool, _pool_pid = None, None
+
+
 def fetch_one(cursor: extensions.cursor) -> tuple[Any, ...]:
     """The next row of ``cursor``; a query that must return a row and did not is a bug."""
     row = cursor.fetchone()

@@ -46,6 +46,11 @@ def is_redelivery_loop(deliveries: int) -> bool:
 ETA_MARGIN_SECONDS = 60
 
 
+def max_delay() -> int:
+    """The longest countdown/ETA (seconds from now) a task may be sent with."""
+    return settings.broker_visibility_timeout - ETA_MARGIN_SECONDS
+
+
 def check_delay(countdown: float | None, eta: datetime | str | None) -> None:
     """Refuse a countdown/ETA that outlasts the broker's visibility timeout.
 
@@ -54,7 +59,7 @@ def check_delay(countdown: float | None, eta: datetime | str | None) -> None:
     and the task runs twice. Such a delay is refused at enqueue time instead (use
     beat, or a table of due jobs, for work further ahead).
     """
-    limit = settings.broker_visibility_timeout - ETA_MARGIN_SECONDS
+    limit = max_delay()
     delay: float | None = float(countdown) if countdown is not None else None
     if eta is not None:
         when = datetime.fromisoformat(eta) if isinstance(eta, str) else eta

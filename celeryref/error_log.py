@@ -84,4 +84,4 @@ def recent_errors(limit: int = 100) -> list[dict[str, Any]]:
 def reset_db_pool(exc: BaseException) -> None:
     """Drop this process's Postgres pool: its connections may point at a dead server."""
     logger.warning("resetting the postgres pool after %s", type(exc).__name__)
-    db.close_pool()
+    db.discard_pool()

@@ -93,6 +93,14 @@ class Settings:
     #: Times a message may be delivered before it is refused as a redelivery
     #: loop (a task that keeps killing its worker process).
     max_deliveries: int = 3
+    #: Seconds a stopping worker lets running tasks finish (Celery's soft shutdown,
+    #: entered on SIGTERM because the workers run with ``REMAP_SIGTERM=SIGQUIT``);
+    #: tasks still running then are cancelled and their messages requeued at once.
+    #: Keep it below the container's stop grace period (``WORKER_STOP_GRACE_PERIOD``).
+    worker_soft_shutdown_timeout: float = 60.0
+    #: Seconds a blocking Redis command (a publish, a result read) may wait before
+    #: it fails instead of hanging on a broker that stopped answering.
+    redis_socket_timeout: float = 5.0
     #: A pool process is replaced after this many tasks.
     worker_max_tasks_per_child: int = 1_000
     #: A pool process is replaced after its resident memory exceeds this (KiB).
@@ -123,6 +131,10 @@ class Settings:
     #: Where operator alerts go (``ALERT_WEBHOOK_URL``, ``SMTP_HOST``/``SMTP_PORT``,
     #: ``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO``); no channel = a logged warning.
     alerts: AlertConfig = field(default_factory=AlertConfig)
+
+    #: ``FAULT_INJECTION=1`` lets the fault drills (``celeryref.tasks.default.drills``)
+    #: run; only the fault suite's compose override sets it.
+    fault_injection: bool = False
 
     # -- derived -----------------------------------------------------------------
 
@@ -168,6 +180,10 @@ class Settings:
                 "redelivers a task that is still running "
                 f"({self.task_time_limit} >= {self.broker_visibility_timeout})"
             )
+        if self.worker_soft_shutdown_timeout < 0 or self.redis_socket_timeout <= 0:
+            raise SettingsError(
+                "WORKER_SOFT_SHUTDOWN_TIMEOUT must be >= 0 and REDIS_SOCKET_TIMEOUT > 0"
+            )
         if self.max_deliveries < 1:
             raise SettingsError("MAX_DELIVERIES must be at least 1")
         if not self.is_development:
@@ -211,6 +227,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_time_limit=_int(e, "TASK_TIME_LIMIT", d.task_time_limit),
         broker_visibility_timeout=_int(e, "BROKER_VISIBILITY_TIMEOUT", d.broker_visibility_timeout),
         max_deliveries=_int(e, "MAX_DELIVERIES", d.max_deliveries),
+        worker_soft_shutdown_timeout=_float(
+            e, "WORKER_SOFT_SHUTDOWN_TIMEOUT", d.worker_soft_shutdown_timeout
+        ),
+        redis_socket_timeout=_float(e, "REDIS_SOCKET_TIMEOUT", d.redis_socket_timeout),
         worker_max_tasks_per_child=_int(
             e, "WORKER_MAX_TASKS_PER_CHILD", d.worker_max_tasks_per_child
         ),
@@ -226,6 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=e.get("API_TOKEN", d.api_token),
         api_max_body_bytes=_int(e, "API_MAX_BODY_BYTES", d.api_max_body_bytes),
         alerts=AlertConfig.from_env(e),
+        fault_injection=e.get("FAULT_INJECTION", "0") == "1",
     ).validate()
 
 

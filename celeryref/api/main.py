@@ -8,6 +8,10 @@ input is always a 4xx with a ``detail`` saying what is wrong, never a 5xx.
 
 from __future__ import annotations
 
+import logging
+
+import kombu.exceptions
+import redis
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,6 +20,11 @@ from celeryref.api.limits import BodySizeLimit
 from celeryref.api.routes import dead_letters, jobs, monitoring, tasks, workflows
 from celeryref.errors import InvalidArguments
 from celeryref.settings import settings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait (``Retry-After``) when Redis is unavailable.
+RETRY_AFTER_SECONDS = 10
 
 api = FastAPI(
     title="Celery reference deployment",
@@ -49,3 +58,41 @@ async def invalid_arguments(request: Request, exc: InvalidArguments) -> JSONResp
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": str(exc)}
     )
+
+
+def broker_unavailable(exc: BaseException) -> JSONResponse:
+    """503 + ``Retry-After``: Redis (broker, results, state) cannot be reached now.
+
+    Nothing was accepted, so the client keeps the request and sends it again.
+    """
+    logger.warning("answering 503, Redis unavailable: %s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        content={
+            "detail": "the broker (Redis) is unavailable; nothing was accepted, "
+            f"retry later ({type(exc).__name__}: {exc})"[:500]
+        },
+    )
+
+
+@api.exception_handler(kombu.exceptions.OperationalError)
+async def kombu_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A publish that could not reach the broker (kombu gave up after its retries)."""
+    return broker_unavailable(exc)
+
+
+@api.exception_handler(redis.RedisError)
+async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A read or write of results or state that could not reach Redis."""
+    return broker_unavailable(exc)
+
+
+@api.exception_handler(RuntimeError)
+async def result_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Celery's Redis result consumer gives up with a bare ``RuntimeError`` ("Retry limit
+    exceeded while trying to reconnect to the Celery result store backend"); any other
+    ``RuntimeError`` is a bug and stays a 500."""
+    if "result store" not in str(exc):
+        raise exc
+    return broker_unavailable(exc)

@@ -55,10 +55,10 @@ VISIBILITY_TIMEOUT = 90
 TASK_TIME_LIMIT = 30
 #: Soft time limit (below the hard one).
 TASK_SOFT_TIME_LIMIT = 25
-#: Seconds `docker compose stop` waits before SIGKILL (shortened: 330 s by default).
+#: Seconds `docker compose stop` waits before SIGKILL (shortened: 90 s by default).
 STOP_GRACE_SECONDS = 40
-#: Soft-shutdown window of the proposed worker configuration (below the grace period).
-SOFT_SHUTDOWN_SECONDS = 5
+#: Soft-shutdown window of the workers (shortened: 60 s by default).
+SOFT_SHUTDOWN_SECONDS = 8
 #: Seconds between beat heartbeats (30 s by default).
 BEAT_HEARTBEAT_SECONDS = 2
 #: Seconds a beat lease lives without renewal (60 s by default).
@@ -68,8 +68,6 @@ BEAT_LOCK_TTL = 10
 RESTORE_SWEEP_SECONDS = 100
 #: Longest wait for a message stranded by a dead consumer to run again.
 REDELIVERY_DEADLINE = VISIBILITY_TIMEOUT + RESTORE_SWEEP_SECONDS + 60
-#: Postgres connections of worker-io's shared pool: one per thread (16 by default).
-IO_DB_POOL_MAX = "32"
 
 #: Variables docker-compose.yml interpolates, set for the fault stack.
 FAULT_ENV = {
@@ -89,9 +87,6 @@ FAULT_ENV = {
     "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     "WORKER_STOP_GRACE_PERIOD": f"{STOP_GRACE_SECONDS}s",
     "WORKER_SOFT_SHUTDOWN_TIMEOUT": str(SOFT_SHUTDOWN_SECONDS),
-    # worker-io runs 32 threads; the shipped pool of 16 connections fails tasks with
-    # PoolError under load (see test_the_shipped_io_pool_size_fails_tasks_under_load).
-    "IO_DB_POOL_MAX": IO_DB_POOL_MAX,
 }
 
 #: Long-running services of the deployment, with their usual scale.

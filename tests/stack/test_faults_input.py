@@ -71,12 +71,6 @@ def test_a_countdown_beyond_the_visibility_timeout_is_refused_at_enqueue(
     assert accepted.stdout.strip() == "3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: the guard lives in BaseTask.apply_async; app.send_task (the API, the CLI, "
-    "dead-letter replay, signatures of tasks not imported) bypasses it",
-)
 def test_send_task_with_a_countdown_beyond_the_visibility_timeout_is_refused_too(
     faults: FaultStack,
 ) -> None:
@@ -93,12 +87,6 @@ def test_send_task_with_a_countdown_beyond_the_visibility_timeout_is_refused_too
     assert "visibility timeout" in run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: a retry whose backoff exceeds the delivery guard's limit makes "
-    "Task.retry raise Reject(requeue=False): the task is dropped, not dead-lettered",
-)
 def test_a_retry_the_broker_cannot_hold_is_dead_lettered_not_dropped(faults: FaultStack) -> None:
     """retry_past_visibility asks for one retry with a backoff beyond the visibility margin:
     the task must end in the dead-letter store (or be retried), never vanish."""
@@ -223,13 +211,6 @@ def test_a_transient_poison_message_is_dead_lettered_after_its_retries(faults: F
     assert faults.effects(key) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: an idempotent task dead-lettered after transient failures keeps its "
-    "idempotency key 'running' for TASK_TIME_LIMIT+30 s; the replay fails with "
-    "DuplicateInProgress and is dead-lettered again",
-)
 def test_a_replay_after_a_transient_poison_message_succeeds(faults: FaultStack) -> None:
     """Transient poison, dead-lettered, then fixed: one replay over HTTP succeeds at once."""
     key = new_key("poison-replay")

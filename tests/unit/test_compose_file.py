@@ -90,10 +90,17 @@ def test_nothing_runs_as_root(services: dict[str, Any]) -> None:
     assert not any(services[s].get("user") for s in PYTHON_SERVICES)
 
 
-def test_grace_period_outlasts_the_hard_time_limit(services: dict[str, Any]) -> None:
+def test_a_stopping_worker_requeues_what_it_cannot_finish_before_the_sigkill(
+    services: dict[str, Any],
+) -> None:
+    """SIGTERM starts the soft shutdown (REMAP_SIGTERM=SIGQUIT); its window ends, and the
+    cold shutdown requeues unfinished tasks, well before Docker's SIGKILL."""
     for name in WORKERS:
         env = services[name]["environment"]
-        assert seconds(services[name]["stop_grace_period"]) > float(env["TASK_TIME_LIMIT"])
+        assert env["REMAP_SIGTERM"] == "SIGQUIT", name
+        window = float(env["WORKER_SOFT_SHUTDOWN_TIMEOUT"])
+        assert window > 0
+        assert seconds(services[name]["stop_grace_period"]) >= window + 20, name
 
 
 def test_python_services_wait_for_the_schema(services: dict[str, Any]) -> None:

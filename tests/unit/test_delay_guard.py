@@ -37,3 +37,24 @@ def test_apply_async_refuses_before_publishing() -> None:
     """No broker is running in this tier: the refusal happens before any connection."""
     with pytest.raises(InvalidArguments, match="delivered twice"):
         default.add.apply_async((1, 2), countdown=settings.broker_visibility_timeout)
+
+
+@pytest.mark.parametrize("how", ["keyword", "positional", "eta"])
+def test_send_task_by_name_refuses_before_publishing(how: str) -> None:
+    """The API, replays and canvas publish by name: the guard sits in ``send_task``."""
+    from celeryref.celery_app import app
+
+    name = "celeryref.tasks.default.add"
+    too_far = settings.broker_visibility_timeout
+    with pytest.raises(InvalidArguments, match="delivered twice"):
+        if how == "keyword":
+            app.send_task(name, args=[1, 2], countdown=too_far)
+        elif how == "positional":
+            app.send_task(name, [1, 2], None, too_far)
+        else:
+            app.send_task(name, eta=datetime.now(UTC) + timedelta(seconds=too_far))
+
+
+def test_signatures_are_guarded_too() -> None:
+    with pytest.raises(InvalidArguments, match="delivered twice"):
+        default.add.s(1, 2).apply_async(countdown=settings.broker_visibility_timeout)

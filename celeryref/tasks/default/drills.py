@@ -33,11 +33,6 @@ from celeryref.errors import InvalidArguments, PermanentError, UpstreamUnavailab
 from celeryref.retry import RetryPolicy
 from celeryref.settings import settings
 
-# TODO(settings): read once in celeryref.settings (``fault_injection: bool``) once
-# settings.py grows the field; it is read here so this module stays self-contained.
-#: ``FAULT_INJECTION=1`` in the worker's environment enables the drills.
-FAULT_INJECTION_ENABLED: bool = os.environ.get("FAULT_INJECTION", "0") == "1"
-
 #: Exit status of a pool process killed by :func:`crash_process` (recognisable in logs).
 CRASH_EXIT_CODE = 86
 #: Longest hold (seconds) a drill accepts, so a typo cannot pin a process for hours.
@@ -58,7 +53,7 @@ PAST_VISIBILITY_RETRIES = RetryPolicy(
 
 def require_fault_injection(name: str) -> None:
     """Refuse to run drill ``name`` unless ``FAULT_INJECTION=1``."""
-    if not FAULT_INJECTION_ENABLED:
+    if not settings.fault_injection:
         raise PermanentError(
             f"{name} is a fault drill and runs only where FAULT_INJECTION=1 "
             "(this worker has fault injection disabled)"
