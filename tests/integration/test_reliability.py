@@ -124,16 +124,30 @@ def test_dead_letter_alerts_operators_through_the_priority_queue(
 
 
 def test_database_errors_reset_the_worker_pool(worker: Any) -> None:
-    """The error callback for connection errors drops the process's Postgres pool."""
+    """The error callback for connection errors replaces the process's Postgres pool."""
     with worker(queues.DEFAULT, queues.PRIORITY):
         pool_before = db._pool
         assert pool_before is not None
         with pytest.raises(Exception, match="server closed the connection"):
             support.database_gone.delay().get(timeout=10)
-        assert pool_before.closed
         # The dead-letter write and the next task use a fresh pool.
         assert db._pool is not pool_before
         assert default.resilient_db_operation.delay("count_active_sessions").get(timeout=10)
+
+
+def test_a_pool_reset_does_not_break_connections_other_threads_hold() -> None:
+    """worker-io's threads share one pool: a reset by one thread lets the others finish
+    and return their connections (closing the pool under them raised PoolError)."""
+    with db.connection() as held, held.cursor() as cur:
+        old_pool = db._pool
+        db.discard_pool()  # what reset_db_pool does after another thread's error
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    assert old_pool is not None and not old_pool.closed
+    with db.connection() as fresh, fresh.cursor() as cur:
+        cur.execute("SELECT 2")
+        assert cur.fetchone() == (2,)
+    assert db._pool is not None and db._pool is not old_pool
 
 
 def test_only_allowlisted_database_operations_run(worker: Any) -> None:
