@@ -7,9 +7,12 @@ holds its key for ``lease`` seconds (longer than the hard time limit), so a run
 whose process died is taken over after the lease, while a live one never is.
 
 Guarantee: a key's side effect completes at most once per *successful* run; if a
-process dies after the side effect but before :func:`complete`, the takeover runs
-it again (at-least-once). Make such a side effect transactional with the result
-when that matters.
+process dies, or Postgres becomes unreachable, after the side effect but before
+:func:`complete`, the effect runs again on the takeover or the retry
+(at-least-once). When the effect is a Postgres write, commit it in the same
+transaction as the key's completion (``UPDATE idempotency_keys SET state =
+'succeeded' ...`` on the task's own connection, as the fault drill
+``celeryref.tasks.default.drills.record_event`` does) to make it exactly-once.
 
 The key is ``<task name>:<sha256 of the canonical JSON of args and kwargs>``, or
 the caller's own key (header ``idempotency_key``). Results are stored as JSON,

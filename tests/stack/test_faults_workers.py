@@ -187,10 +187,11 @@ def test_a_stop_shorter_than_the_running_task_requeues_it_at_once(faults: FaultS
     assert result.id in faults.queued_task_ids("default")
     assert result.id not in faults.unacked_task_ids()
 
-    restarted = time.monotonic()
     faults.start_worker("worker")
+    restarted = time.monotonic()  # the node answers pings: it consumes now
+    # LONG_HOLD again, then done: far sooner than the visibility timeout would allow.
     assert result.get(timeout=VISIBILITY_TIMEOUT / 2)["key"] == key
-    record_measurement("s4_restart_to_success_seconds", time.monotonic() - restarted)
+    record_measurement("s4_restarted_to_success_seconds", time.monotonic() - restarted)
     assert [r[0] for r in faults.runs(key)] == [task_id, task_id]
     assert len(faults.effects(key)) == 1
 
