@@ -168,15 +168,19 @@ class FaultStack(Stack):
         per_service: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             per_service.setdefault(row["Service"], []).append(row)
-        fine = all(
-            len(per_service.get(s, [])) == 1
-            and per_service[s][0]["State"] == "running"
-            and per_service[s][0].get("Health", "") in ("healthy", "starting", "")
+        running = all(
+            len(per_service.get(s, [])) == 1 and per_service[s][0]["State"] == "running"
             for s in SERVICES
         )
-        if not fine:
+        if not running:
             scale = [f"--scale={s}=1" for s in SERVICES if s not in ("redis", "postgres")]
             self.up(*scale, *SERVICES)
+            return
+        # Running but unhealthy: a worker whose checks failed while Redis or Postgres
+        # was down recovers by itself (that is part of what is proven); wait for it.
+        for service in SERVICES:
+            if per_service[service][0].get("Health", "") == "unhealthy":
+                self.wait_healthy(service, timeout=180)
 
     def wait_healthy(self, service: str, timeout: float = 120) -> None:
         """Block until ``service``'s single container reports healthy (after a pause)."""

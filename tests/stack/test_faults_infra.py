@@ -305,7 +305,13 @@ def test_a_restarted_beat_neither_duplicates_nor_replays_ticks(faults: FaultStac
     assert min(spacing) >= interval / 2, f"a tick was sent twice: {spacing}"
     restart_gap = max(spacing)
     record_measurement("s11_beat_restart_gap_seconds", restart_gap)
-    assert restart_gap <= restart_seconds + 15 + interval, f"beat did not come back: {spacing}"
+    # The new beat starts (Python, imports, lease: about 5 s idle, 25 s on a loaded
+    # 2-core machine) and fires the overdue tick at once: it comes back by itself,
+    # within a bounded time, without a replay burst (checked above).
+    startup_allowance = 45
+    assert restart_gap <= restart_seconds + startup_allowance + interval, (
+        f"beat did not come back: {spacing}"
+    )
     regular = sorted(spacing)[:-1]
     assert max(regular) <= 2 * interval, f"a tick was lost outside the restart: {spacing}"
 
