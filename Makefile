@@ -66,6 +66,8 @@ test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Do
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration
 	$(BIN)/pytest tests/stack --ignore-glob='tests/stack/test_faults_*'
+	$(BIN)/pytest -rxX tests/stack/test_faults_workers.py tests/stack/test_faults_input.py \
+	  tests/stack/test_faults_infra.py tests/stack/test_faults_load.py
 
 test-unit: $(BIN)/pytest ## Unit tier only (nothing running)
 	$(BIN)/pytest tests/unit
@@ -76,7 +78,7 @@ test-integration: $(BIN)/pytest ## Integration tier (real Redis/Postgres, in-pro
 test-stack: $(BIN)/pytest ## Stack tier (the real compose deployment in Docker)
 	$(BIN)/pytest tests/stack
 
-test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (WIP; not yet in `test`)
+test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (docs/RELIABILITY.md)
 	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
 	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
 
