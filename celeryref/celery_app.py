@@ -77,6 +77,14 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "socket_timeout": s.redis_socket_timeout,
             "socket_connect_timeout": s.redis_socket_timeout,
         },
+        # Each publish attempt may wait socket_timeout: 3 attempts bound a publish to a
+        # frozen Redis (a refused connection fails at once, so retries stay cheap).
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
         "redis_socket_timeout": s.redis_socket_timeout,
         "redis_socket_connect_timeout": s.redis_socket_timeout,
         "broker_connection_retry_on_startup": True,

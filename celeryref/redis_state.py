@@ -22,8 +22,8 @@ def client() -> redis.Redis:
     """The process-wide client for :data:`~celeryref.settings.Settings.state_redis_url`."""
     return redis.Redis.from_url(
         settings.state_redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=5,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
         health_check_interval=30,
     )
 

@@ -179,8 +179,9 @@ def test_publishing_while_redis_is_down_answers_503_with_the_reason(
     assert "broker" in response.json()["detail"].lower()
 
 
-#: How long a client may reasonably wait for POST /tasks before calling it a hang.
-HANG_LIMIT = 45
+#: How long a client may reasonably wait for POST /tasks before calling it a hang
+#: (3 publish attempts x REDIS_SOCKET_TIMEOUT 5 s, plus a loaded machine's slack).
+HANG_LIMIT = 60
 
 
 def test_publishing_while_redis_hangs_answers_instead_of_hanging(faults: FaultStack) -> None:
@@ -192,10 +193,12 @@ def test_publishing_while_redis_hangs_answers_instead_of_hanging(faults: FaultSt
         response = faults.api(
             "POST", "/tasks", json=SUBMISSION, headers=faults.api_auth, timeout=HANG_LIMIT
         )
+        record_measurement("s9_frozen_redis_answer_seconds", response.elapsed.total_seconds())
     finally:
         faults.docker("unpause", redis)
         faults.wait_healthy("redis")
-    assert response.status_code >= 500
+    assert response.status_code == 503, response.text
+    assert "Retry-After" in response.headers
 
 
 # -- 10. Postgres restarts under DB-using tasks ------------------------------------------
