@@ -41,6 +41,12 @@ TASK_MODULES = task_modules()
 
 def celery_config(s: Settings) -> dict[str, Any]:
     """Celery settings derived from :class:`~celeryref.settings.Settings`."""
+    retry_policy = {
+        "max_retries": s.redis_max_retries,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    }
     return {
         "broker_url": s.broker_url,
         "result_backend": s.result_backend_url,
@@ -77,14 +83,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "socket_timeout": s.redis_socket_timeout,
             "socket_connect_timeout": s.redis_socket_timeout,
         },
-        # Each publish attempt may wait socket_timeout: 3 attempts bound a publish to a
-        # frozen Redis (a refused connection fails at once, so retries stay cheap).
-        "task_publish_retry_policy": {
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 1,
-        },
+        # Each attempt may wait socket_timeout: few attempts bound a client's publish
+        # to a frozen Redis (Celery's defaults, 4 publish attempts and 21 result-store
+        # attempts of up to 5 s each, held an API request for about 2 minutes).
+        "task_publish_retry_policy": retry_policy,
+        "result_backend_transport_options": {"retry_policy": retry_policy},
         "redis_socket_timeout": s.redis_socket_timeout,
         "redis_socket_connect_timeout": s.redis_socket_timeout,
         "broker_connection_retry_on_startup": True,

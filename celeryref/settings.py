@@ -101,6 +101,10 @@ class Settings:
     #: Seconds a blocking Redis command (a publish, a result read) may wait before
     #: it fails instead of hanging on a broker that stopped answering.
     redis_socket_timeout: float = 5.0
+    #: Retries of a publish or result-store call that could not reach Redis; each
+    #: attempt may wait ``redis_socket_timeout``. Low for clients (the API answers 503
+    #: soon), Celery's 20 for workers (they ride out a Redis restart instead).
+    redis_max_retries: int = 1
     #: A pool process is replaced after this many tasks.
     worker_max_tasks_per_child: int = 1_000
     #: A pool process is replaced after its resident memory exceeds this (KiB).
@@ -180,9 +184,14 @@ class Settings:
                 "redelivers a task that is still running "
                 f"({self.task_time_limit} >= {self.broker_visibility_timeout})"
             )
-        if self.worker_soft_shutdown_timeout < 0 or self.redis_socket_timeout <= 0:
+        if (
+            self.worker_soft_shutdown_timeout < 0
+            or self.redis_socket_timeout <= 0
+            or self.redis_max_retries < 0
+        ):
             raise SettingsError(
-                "WORKER_SOFT_SHUTDOWN_TIMEOUT must be >= 0 and REDIS_SOCKET_TIMEOUT > 0"
+                "WORKER_SOFT_SHUTDOWN_TIMEOUT and REDIS_MAX_RETRIES must be >= 0, "
+                "REDIS_SOCKET_TIMEOUT > 0"
             )
         if self.max_deliveries < 1:
             raise SettingsError("MAX_DELIVERIES must be at least 1")
@@ -231,6 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             e, "WORKER_SOFT_SHUTDOWN_TIMEOUT", d.worker_soft_shutdown_timeout
         ),
         redis_socket_timeout=_float(e, "REDIS_SOCKET_TIMEOUT", d.redis_socket_timeout),
+        redis_max_retries=_int(e, "REDIS_MAX_RETRIES", d.redis_max_retries),
         worker_max_tasks_per_child=_int(
             e, "WORKER_MAX_TASKS_PER_CHILD", d.worker_max_tasks_per_child
         ),
