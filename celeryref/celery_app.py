@@ -123,10 +123,14 @@ def celery_config(s: Settings) -> dict[str, Any]:
 
 
 class App(Celery):
-    """Celery whose ``send_task`` refuses delays the broker cannot hold.
+    """Celery whose ``send_task`` refuses delays the broker cannot hold and applies
+    ``task_default_priority`` to by-name sends too.
 
     Every publish goes through ``send_task``: ``Task.apply_async``, canvas
     signatures, retries, the API's by-name submissions and dead-letter replays.
+    Celery applies ``task_default_priority`` only in ``Task.apply_async``; a by-name
+    send without a priority would land on Redis priority 0, the *highest*, and
+    overtake all normal work.
     """
 
     def send_task(
@@ -139,6 +143,8 @@ class App(Celery):
         **options: Any,
     ) -> Any:
         delivery_guard.check_delay(countdown, eta)
+        if options.get("priority") is None:
+            options["priority"] = self.conf.task_default_priority
         return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
 
 

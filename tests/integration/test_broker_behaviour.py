@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from celery.result import AsyncResult
 
 from celeryref import dead_letters, queues, redis_state
@@ -14,6 +15,7 @@ from celeryref.errors import BadRequestUpstream
 from celeryref.health import check_worker
 from celeryref.monitoring import queue_depths
 from celeryref.progress import read_progress
+from celeryref.settings import settings
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 from tests.integration.conftest import RecordingHandler
 
@@ -61,6 +63,17 @@ def test_top_priority_overtakes_a_backlog_on_the_same_queue(worker: Any) -> None
     assert max(i for i, x in enumerate(order) if x.startswith("normal")) < min(
         i for i, x in enumerate(order) if x.startswith("bulk")
     )
+
+
+def test_a_task_sent_by_name_gets_the_default_priority_not_the_top_one(
+    clean_state: None,
+) -> None:
+    """The API and replays publish by name; without a priority such a message must wait
+    in the normal-priority list, not jump every queue on Redis priority 0."""
+    app.send_task("celeryref.tasks.default.add", args=[1, 2], queue=queues.DEFAULT)
+    broker = redis.Redis.from_url(settings.broker_url)
+    top, normal = queues.DEFAULT, f"{queues.DEFAULT}{queues.PRIORITY_SEP}{queues.PRIORITY_NORMAL}"
+    assert (broker.llen(top), broker.llen(normal)) == (0, 1)
 
 
 def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
