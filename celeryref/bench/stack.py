@@ -39,6 +39,7 @@ def stack_env(base: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, s
     ports = {"REDIS": 6379, "POSTGRES": 5432, "APP": 8000, "FLOWER": 5555, "MAILSINK": 8025}
     env.update({f"{name}_HOST_PORT": str(port + PORT_OFFSET) for name, port in ports.items()})
     env.setdefault("APP_IMAGE", "celeryref/app:bench")
+    env.setdefault("HEALTHCHECK_INTERVAL", "5s")
     env.update(
         APP_ENV="development",
         REDIS_HOST="127.0.0.1",

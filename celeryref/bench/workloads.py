@@ -99,7 +99,7 @@ def _drain(b: Bench, app: Any, queue: str, workers: list[str], count: int) -> Ro
 
 def noop_drain(b: Bench) -> list[Row]:
     """1. Pre-load no-ops (no result); tasks/s drained and enqueued."""
-    rows = []
+    rows: list[Row] = []
     for side in b.sides:
         service, queue = side.roles["default"]
         workers = b.stack.wait_workers(service, 1)
@@ -127,7 +127,7 @@ def _stamps(results: list[Any], timeout: float) -> list[Any]:
 
 def round_trip(b: Bench) -> list[Row]:
     """2. Serial ``delay().get()`` latency; then fixed arrival rates of 50% and 80%."""
-    rows = []
+    rows: list[Row] = []
     for side in b.sides:
         app = side.app
         serial = []
@@ -161,7 +161,7 @@ def round_trip(b: Bench) -> list[Row]:
 
 def isolation(b: Bench) -> list[Row]:
     """3. Priority-task latency while a backlog of CPU tasks is queued."""
-    rows = []
+    rows: list[Row] = []
     for side in b.sides:
         app, cpu_queue = side.app, side.queue("cpu")
         processes = b.stack.concurrency(b.stack.wait_workers(side.service("cpu"), 1))
@@ -204,7 +204,7 @@ def head_of_line(b: Bench) -> list[Row]:
     """4. Short tasks among long ones: short-task waits and idle workers per prefetch mode."""
     z = b.sizes
     mix = stats.hol_mix(z.hol_long, z.hol_short, z.hol_scale, z.hol_short_seconds)
-    rows = []
+    rows: list[Row] = []
     try:
         for label, env in HOL_VARIANTS:
             side = b.deployment if env is None else b.baseline
@@ -273,7 +273,7 @@ def _header(app: Any, kind: str, size: int, chunk_size: int) -> Any:
 
 def fan_out(b: Bench) -> list[Row]:
     """5. Chord of N headers vs the same work in chunks: time to body start, Redis peak."""
-    rows = []
+    rows: list[Row] = []
     for size in b.sizes.chord_sizes:
         for side in b.sides:
             app = side.app
@@ -302,7 +302,7 @@ def fan_out(b: Bench) -> list[Row]:
 
 def scaling(b: Bench) -> list[Row]:
     """6. No-op drain and CPU throughput with 1, 2, 3 worker containers (deployment)."""
-    rows = []
+    rows: list[Row] = []
     app, z = b.deployment.app, b.sizes
     try:
         for count in z.scale_counts:
