@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     images = [
         os.environ[k] for k in ("APP_IMAGE", "REDIS_IMAGE", "POSTGRES_IMAGE") if k in os.environ
     ]
-    stack = bench_stack.BenchStack(control=app)
+    base_app = baseline.create_baseline(settings, env={})
+    stack = bench_stack.BenchStack(control=app, baseline_control=base_app)
     bench = workloads.Bench(
         stack,
-        sides.deployment(app),
-        sides.plain_defaults(baseline.create_baseline(settings, env={})),
-        redis.Redis.from_url(settings.broker_url),
+        sides.deployment(app, redis.Redis.from_url(settings.broker_url)),
+        sides.plain_defaults(base_app, redis.Redis.from_url(base_app.conf.broker_url)),
         sizes,
     )
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)

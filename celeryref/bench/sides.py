@@ -33,8 +33,11 @@ class Side:
     """One column of the comparison."""
 
     label: str
-    #: Client app that sends the tasks (its routes choose the queues).
+    #: Client app that sends the tasks (its routes choose the queues); it also
+    #: drives this side's workers by remote control.
     app: Any
+    #: Redis client on this side's broker database.
+    redis: Any
     #: Role (``default``, ``cpu``, ``priority``) -> (compose service, queue).
     roles: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Priority the ``ping`` is sent with (``None``: the app's default).
@@ -47,10 +50,11 @@ class Side:
         return self.roles[role][1]
 
 
-def deployment(app: Any) -> Side:
+def deployment(app: Any, redis: Any) -> Side:
     return Side(
         "deployment",
         app,
+        redis,
         {
             "default": ("worker", queues.DEFAULT),
             "cpu": ("worker-cpu", queues.CPU_INTENSIVE),
@@ -60,9 +64,9 @@ def deployment(app: Any) -> Side:
     )
 
 
-def plain_defaults(app: Any) -> Side:
+def plain_defaults(app: Any, redis: Any) -> Side:
     role = ("worker-baseline", baseline.QUEUE)
-    return Side("baseline", app, {"default": role, "cpu": role, "priority": role})
+    return Side("baseline", app, redis, {"default": role, "cpu": role, "priority": role})
 
 
 def queue_keys(queue: str) -> list[str]:

@@ -64,10 +64,16 @@ def read_dotenv(path: Path) -> dict[str, str]:
 class BenchStack(Stack):
     """``docker compose -p celeryref-bench -f docker-compose.yml -f OVERRIDE``."""
 
-    def __init__(self, control: Any) -> None:
+    def __init__(self, control: Any, baseline_control: Any) -> None:
         super().__init__(PROJECT, files=("docker-compose.yml", str(OVERRIDE)))
-        #: A Celery app used for remote control (ping, add/cancel consumer).
-        self.control = control
+        #: Celery apps for remote control (ping, add/cancel consumer) of the
+        #: deployment's workers and of the baseline's (another Redis database).
+        self.control, self.baseline_control = control, baseline_control
+
+    def _app(self, service_or_workers: str | Iterable[str]) -> Any:
+        names = [service_or_workers] if isinstance(service_or_workers, str) else service_or_workers
+        baseline = any(n.startswith(("worker-baseline", "baseline@")) for n in names)
+        return self.baseline_control if baseline else self.control
 
     def up(self, build: bool = True) -> None:
         args = ["--profile", "bench", "up", "-d", "--wait", "--wait-timeout", "600"]
@@ -105,7 +111,7 @@ class BenchStack(Stack):
         prefix, names = WORKER_PREFIX[service], []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            replies = self.control.control.ping(timeout=1.0) or []
+            replies = self._app(service).control.ping(timeout=1.0) or []
             names = sorted(n for reply in replies for n in reply if n.startswith(prefix))
             if len(names) == count:
                 return names
@@ -114,12 +120,15 @@ class BenchStack(Stack):
 
     def pause(self, queue: str, workers: Iterable[str]) -> None:
         """Stop ``workers`` consuming ``queue`` (messages pile up in Redis)."""
-        self.control.control.cancel_consumer(queue, destination=list(workers), reply=True)
+        names = list(workers)
+        self._app(names).control.cancel_consumer(queue, destination=names, reply=True)
 
     def resume(self, queue: str, workers: Iterable[str]) -> None:
-        self.control.control.add_consumer(queue, destination=list(workers), reply=True)
+        names = list(workers)
+        self._app(names).control.add_consumer(queue, destination=names, reply=True)
 
     def concurrency(self, workers: Iterable[str]) -> int:
         """Sum of the pool sizes (max concurrency) of ``workers``."""
-        stats = self.control.control.inspect(destination=list(workers), timeout=5).stats() or {}
+        names = list(workers)
+        stats = self._app(names).control.inspect(destination=names, timeout=5).stats() or {}
         return sum(int(s.get("pool", {}).get("max-concurrency", 0)) for s in stats.values())

@@ -64,7 +64,6 @@ class Bench:
     stack: BenchStack
     deployment: Side
     baseline: Side
-    redis: Any
     sizes: Sizes
 
     @property
@@ -82,14 +81,14 @@ def _send_many(app: Any, name: str, count: int, **options: Any) -> float:
     return time.perf_counter() - started
 
 
-def _drain(b: Bench, app: Any, queue: str, workers: list[str], count: int) -> Row:
+def _drain(b: Bench, side: Side, queue: str, workers: list[str], count: int) -> Row:
     """Pause ``workers``, pre-load ``count`` no-ops on ``queue``, resume, time the drain."""
     b.stack.pause(queue, workers)
-    sides.wait_drained(b.redis, [queue], timeout=600)
-    enqueue_s = _send_many(app, sides.NOOP, count)
+    sides.wait_drained(side.redis, [queue], timeout=600)
+    enqueue_s = _send_many(side.app, sides.NOOP, count)
     resumed = time.perf_counter()
     b.stack.resume(queue, workers)
-    done = sides.wait_drained(b.redis, [queue], timeout=3600)
+    done = sides.wait_drained(side.redis, [queue], timeout=3600)
     return {
         "tasks": count,
         "enqueue_per_s": round(count / enqueue_s),
@@ -103,14 +102,14 @@ def noop_drain(b: Bench) -> list[Row]:
     for side in b.sides:
         service, queue = side.roles["default"]
         workers = b.stack.wait_workers(service, 1)
-        rows.append({"side": side.label, **_drain(b, side.app, queue, workers, b.sizes.noop_tasks)})
+        rows.append({"side": side.label, **_drain(b, side, queue, workers, b.sizes.noop_tasks)})
     # The deployment's app and tasks on a threads pool with a deeper prefetch.
     service, queue = b.deployment.roles["default"]
     deployed = b.stack.wait_workers(service, 1)
     b.stack.pause(queue, deployed)
     try:
         tuned = b.stack.restart_with("worker-tuned", {}, profile="bench-tuned")
-        row = _drain(b, b.deployment.app, queue, [tuned], b.sizes.noop_tasks)
+        row = _drain(b, b.deployment, queue, [tuned], b.sizes.noop_tasks)
         rows.append({"side": "deployment, tuned worker (threads x8, prefetch 8)", **row})
     finally:
         b.stack.stop("worker-tuned")
@@ -175,8 +174,8 @@ def isolation(b: Bench) -> list[Row]:
             results.append(app.send_task(sides.PING, priority=side.ping_priority))
         timeout = backlog_s * 4 + 120
         waits = [ran - s for ran, s in zip(_stamps(results, timeout), sent_at, strict=True)]
-        sides.purge(b.redis, cpu_queue)
-        sides.wait_drained(b.redis, [cpu_queue], timeout=timeout)
+        sides.purge(side.redis, cpu_queue)
+        sides.wait_drained(side.redis, [cpu_queue], timeout=timeout)
         rows.append(
             {
                 "side": side.label,
@@ -215,7 +214,7 @@ def head_of_line(b: Bench) -> list[Row]:
                 workers = [b.stack.restart_with(service, env)]
             processes = b.stack.concurrency(workers)
             b.stack.pause(queue, workers)
-            sides.wait_drained(b.redis, [queue], timeout=600)
+            sides.wait_drained(side.redis, [queue], timeout=600)
             results = [side.app.send_task(sides.SLEEP, args=[d]) for d in mix]
             resumed = time.time()
             b.stack.resume(queue, workers)
@@ -278,8 +277,8 @@ def fan_out(b: Bench) -> list[Row]:
         for side in b.sides:
             app = side.app
             for kind in ("chord", "chunks"):
-                before = int(b.redis.info("memory")["used_memory"])
-                with _MemorySampler(b.redis) as memory:
+                before = int(side.redis.info("memory")["used_memory"])
+                with _MemorySampler(side.redis) as memory:
                     sent = time.time()
                     header = _header(app, kind, size, b.sizes.chunk_size)
                     result = chord(header, app=app)(app.signature(sides.FAN_IN))
@@ -307,7 +306,8 @@ def scaling(b: Bench) -> list[Row]:
     try:
         for count in z.scale_counts:
             workers = b.stack.scale_service("worker", count)
-            noop = _drain(b, app, b.deployment.queue("default"), workers, z.scale_noop_tasks)
+            queue = b.deployment.queue("default")
+            noop = _drain(b, b.deployment, queue, workers, z.scale_noop_tasks)
             cpu_workers = b.stack.scale_service("worker-cpu", count)
             sent = time.time()
             results = [app.send_task(sides.BURN, args=[z.cpu_ms]) for _ in range(z.scale_cpu_tasks)]
