@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)
     stack.down()
     stack.up(build=not args.no_build)
+    stack.wait_workers("worker-baseline", 1)
     data = report.start(command, dataclasses.asdict(sizes), images)
     failed = []
     try:
