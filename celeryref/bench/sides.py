@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeryref import queues
-from celeryref.bench import baseline
 
 NOOP = "celeryref.tasks.default.bench.noop"
 STAMP = "celeryref.tasks.default.bench.stamp"
@@ -65,6 +64,10 @@ def deployment(app: Any, redis: Any) -> Side:
 
 
 def plain_defaults(app: Any, redis: Any) -> Side:
+    # Imported here: the baseline module reads the settings, which the harness
+    # points at the benchmark stack only once it has parsed its arguments.
+    from celeryref.bench import baseline
+
     role = ("worker-baseline", baseline.QUEUE)
     return Side("baseline", app, redis, {"default": role, "cpu": role, "priority": role})
 
