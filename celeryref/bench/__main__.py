@@ -29,6 +29,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=list(workloads.WORKLOADS), metavar="WORKLOAD",
                         help=f"run only these ({', '.join(workloads.WORKLOADS)})")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="use the existing APP_IMAGE")
+    parser.add_argument("--reuse-stack", action="store_true",
+                        help="use the running stack as it is (development)")  # fmt: skip
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where reports go")
     return parser.parse_args(argv)
 
@@ -61,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes,
     )
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)
-    stack.down()
-    stack.up(build=not args.no_build)
+    if not args.reuse_stack:
+        stack.down()
+        stack.up(build=not args.no_build)
     stack.wait_workers("worker-baseline", 1)
     data = report.start(command, dataclasses.asdict(sizes), images)
     failed = []

@@ -51,9 +51,9 @@ class Sizes:
 
 
 QUICK = Sizes(
-    noop_tasks=3_000, serial_calls=200, capacity_tasks=500, open_loop_seconds=5.0,
-    cpu_backlog=200, pings=20, hol_long=60, hol_short=60, hol_scale=0.05,
-    chord_sizes=(200, 1_000), scale_noop_tasks=1_500, scale_cpu_tasks=60,
+    noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
+    cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
+    chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40,
 )  # fmt: skip
 
 
