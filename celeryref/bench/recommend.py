@@ -76,6 +76,7 @@ def recommendations(results: Results) -> str:
     noop = results.get("noop", [])
     base_n, dep_n = _row(noop, side="baseline"), _row(noop, side="deployment")
     tuned = _row(noop, side="deployment, tuned")
+    late = _row(noop, side="baseline + acks_late")
     if base_n and dep_n:
         text = (
             f"* **Short tasks on `default`**: the deployment drains {dep_n['drain_per_s']}/s "
@@ -83,6 +84,12 @@ def recommendations(results: Results) -> str:
             "`BaseTask` bookkeeping (delivery guard, stats history), task events and "
             "INFO start/finish log lines, and acks_late with prefetch 1."
         )
+        if late:
+            text += (
+                f" `task_acks_late` alone costs the baseline "
+                f"{base_n['drain_per_s']}/s -> {late['drain_per_s']}/s "
+                f"({late['vs_baseline']}x): one more Redis round trip per task, after it ran."
+            )
         if tuned:
             text += (
                 f" A threads pool with prefetch 8 (acks_late kept) drains "

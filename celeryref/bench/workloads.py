@@ -103,6 +103,14 @@ def noop_drain(b: Bench) -> list[Row]:
         service, queue = side.roles["default"]
         workers = b.stack.wait_workers(service, 1)
         rows.append({"side": side.label, **_drain(b, side, queue, workers, b.sizes.noop_tasks)})
+    # What acks_late alone costs: the baseline with task_acks_late on.
+    service, queue = b.baseline.roles["default"]
+    try:
+        late = b.stack.restart_with(service, {"BASELINE_ACKS_LATE": "1"})
+        row = _drain(b, b.baseline, queue, [late], b.sizes.noop_tasks)
+        rows.append({"side": "baseline + acks_late", **row})
+    finally:
+        b.stack.restart_with(service, {})
     # The deployment's app and tasks on a threads pool with a deeper prefetch.
     service, queue = b.deployment.roles["default"]
     deployed = b.stack.wait_workers(service, 1)
