@@ -143,8 +143,9 @@ HOW = """\
 * **Drain**: the consumers are paused (`cancel_consumer`), N messages published,
   consumers resumed (`add_consumer`); drained = no message left in the queue's
   Redis lists and none unacknowledged.
-* **Capacity** (round trip): a burst of result-bearing tasks, tasks / (last start
-  - first send); the fixed-rate levels send at 50% and 80% of it.
+* **Capacity** (round trip): a pre-loaded burst of result-bearing tasks, tasks /
+  (last start - consumers resumed); the fixed-rate levels send at 50% and 80% of
+  it (`sent_per_s` is the rate the client achieved).
 * **Head-of-line**: long tasks 1% 10 s, 29% 5 s, 20% 3 s, 50% 1 s times the scale
   in `bench.json` (`hol_scale`), mixed with as many 10 ms tasks, shuffled,
   pre-loaded; idle fraction = 1 - busy time / (processes x makespan).
