@@ -128,7 +128,13 @@ class BenchStack(Stack):
         self._app(names).control.add_consumer(queue, destination=names, reply=True)
 
     def concurrency(self, workers: Iterable[str]) -> int:
-        """Sum of the pool sizes (max concurrency) of ``workers``."""
+        """Sum of the largest pool sizes of ``workers`` (an autoscaler's maximum)."""
         names = list(workers)
         stats = self._app(names).control.inspect(destination=names, timeout=5).stats() or {}
-        return sum(int(s.get("pool", {}).get("max-concurrency", 0)) for s in stats.values())
+        return sum(
+            int(
+                (s.get("autoscaler") or {}).get("max")
+                or s.get("pool", {}).get("max-concurrency", 0)
+            )
+            for s in stats.values()
+        )
