@@ -123,7 +123,32 @@ def recommendations(results: Results) -> str:
             f"{last['cpu_tasks_per_s']} tasks/s. Containers add processes, not cores: "
             "scale out past the core count only across machines."
         )
-    return "\n".join(lines) + "\n" if lines else "(no workload results)\n"
+    lines.append(FINDINGS)
+    return "\n".join(lines) + "\n"
+
+
+#: Found while building the benchmark; true whatever the numbers of a run.
+FINDINGS = """\
+* **CPU share of `worker-cpu`**: on a machine whose cores the CPU backlog
+  saturates, the priority worker's latency is set by the kernel scheduler, not by
+  Celery. Give `worker-cpu` a lower `cpu_shares` (or `cpus:` below the core count)
+  than `worker-priority` in `docker-compose.yml` so urgent work keeps a core.
+* **Autoscale and prefetch 1**: `worker` runs `--autoscale 4,1`; a pool grows only
+  when more messages are reserved than it has processes, which prefetch 1 makes
+  slow to happen: in the head-of-line mix the deployment's `default` worker had
+  fewer busy processes than its maximum. For short tasks prefer a fixed
+  `--concurrency`.
+* **`send_task` ignores `task_default_priority`**: Celery applies it in
+  `Task.apply_async` only (`celery/app/task.py`); a message sent by name without
+  `priority` lands in the top Redis step (0). `celeryref/submission.py` passes
+  `priority=None` when the caller gives none, so API/CLI submissions without a
+  priority overtake normal work: default it to `queues.PRIORITY_NORMAL` there.
+* **One Redis database per kombu separator**: the deployment sets the transport
+  option `sep=":"`; any app on the same broker database with kombu's default
+  separator breaks every remote-control broadcast (`ValueError: not enough
+  values to unpack`, all `inspect ping` healthchecks fail). The baseline therefore
+  uses databases 4/5; document it for anyone sharing the broker database.
+"""
 
 
 HOW = """\

@@ -157,7 +157,7 @@ def plot(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
         if name not in specs or not rows:
             continue
         keys, value, title, log = specs[name]
-        labels = ["\n".join(str(r.get(k)) for k in keys) for r in rows]
+        labels = ["\n".join(f"{k}={r.get(k)}" for k in keys) for r in rows]
         values = [float(r.get(value) or 0) for r in rows]
         fig, axis = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
         axis.bar(labels, values, color="#4472c4")
