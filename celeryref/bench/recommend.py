@@ -133,11 +133,6 @@ FINDINGS = """\
   saturates, the priority worker's latency is set by the kernel scheduler, not by
   Celery. Give `worker-cpu` a lower `cpu_shares` (or `cpus:` below the core count)
   than `worker-priority` in `docker-compose.yml` so urgent work keeps a core.
-* **Autoscale and prefetch 1**: `worker` runs `--autoscale 4,1`; a pool grows only
-  when more messages are reserved than it has processes, which prefetch 1 makes
-  slow to happen: in the head-of-line mix the deployment's `default` worker had
-  fewer busy processes than its maximum. For short tasks prefer a fixed
-  `--concurrency`.
 * **`send_task` ignores `task_default_priority`**: Celery applies it in
   `Task.apply_async` only (`celery/app/task.py`); a message sent by name without
   `priority` lands in the top Redis step (0). `celeryref/submission.py` passes
