@@ -155,7 +155,8 @@ HOW = """\
 * **Baseline**: `worker-baseline` runs `celeryref/bench/baseline.py`: the same task
   functions under the same names on a Celery app with plain defaults (prefork,
   concurrency = cores, prefetch 4, acks early, results on, no events) consuming
-  the queue `celery` on the same Redis. The deployment runs them through its
+  the queue `celery` on the same Redis server (databases 4/5, see Findings
+  below). The deployment runs them through its
   `BaseTask` on its own queues and workers.
 * **Timestamps** are taken inside the tasks (`time.time()`, one host clock); a
   wait is task start minus the moment this process sent it (or resumed the

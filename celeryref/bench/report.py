@@ -104,6 +104,9 @@ def render(data: dict[str, Any], plots: Sequence[str] = ()) -> str:
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB memory; 1/5/15-min load "
         f"average {before} before, {after} after (the machine may be shared: compare "
         f"ratios within one run, not absolute numbers across runs). Images: {images}.\n",
+        "Sizes: "
+        + ", ".join(f"{k} {v}" for k, v in data.get("sizes", {}).items())
+        + " (`--quick` shrinks them; the issue's targets are stated for the defaults).\n",
         "## Targets\n",
         table(targets(data["results"])),
     ]
