@@ -106,11 +106,22 @@ def recommendations(results: Results) -> str:
             f"* **Mixed long and short tasks**: short-task p99 wait is lowest with "
             f"*{best['variant']}* ({best['short_p99_wait_ms']} ms, idle "
             f"{best['idle_fraction']}) and highest with *{worst['variant']}* "
-            f"({worst['short_p99_wait_ms']} ms, idle {worst['idle_fraction']}). Keep "
-            "`worker_prefetch_multiplier=1` + `task_acks_late` for queues with long tasks; "
-            "`worker_disable_prefetch=True` (Celery 5.5+, Redis only) is the candidate "
-            "for queues that mix durations."
+            f"({worst['short_p99_wait_ms']} ms, idle {worst['idle_fraction']})."
         )
+        nopre = _row(hol, variant="no-prefetch")
+        one = _row(hol, variant="prefetch 1")
+        if nopre and one:
+            better = nopre["short_p99_wait_ms"] < one["short_p99_wait_ms"]
+            lines[-1] += (
+                f" `worker_disable_prefetch=True` (Celery 5.5+, Redis only): "
+                f"{nopre['short_p99_wait_ms']} ms vs {one['short_p99_wait_ms']} ms with "
+                "prefetch 1 + acks_late; "
+                + (
+                    "adopt it on queues that mix durations."
+                    if better
+                    else "no gain here: keep `worker_prefetch_multiplier=1` + `task_acks_late`."
+                )
+            )
     for size, choice in cheaper_fanout(results).items():
         lines.append(f"* **Fan-out of {size:,}**: {choice}.")
     scaling = results.get("scaling", [])
