@@ -16,7 +16,7 @@ endif
 
 .DEFAULT_GOAL := help
 .PHONY: help up down clean logs ps scale demo queues test test-unit test-integration \
-        test-stack test-faults bench-mapreduce lint format offline-images venv
+        test-stack test-faults bench bench-mapreduce lint format offline-images venv
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -81,6 +81,10 @@ test-stack: $(BIN)/pytest ## Stack tier (the real compose deployment in Docker)
 test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (docs/RELIABILITY.md)
 	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
 	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
+
+bench: $(BIN)/pytest ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1, ONLY=...)
+	$(BIN)/pip install --quiet matplotlib==3.11.2
+	$(BIN)/python -m celeryref.bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 bench-mapreduce: $(BIN)/pytest ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
 	$(BIN)/pip install --quiet matplotlib==3.11.2

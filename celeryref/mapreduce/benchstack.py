@@ -70,14 +70,17 @@ class WorkerMemory:
 
 
 class Stack:
-    """``docker compose -p PROJECT`` in the current directory."""
+    """``docker compose -p PROJECT [-f FILE ...]`` in the current directory."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str, files: Sequence[str] = ()) -> None:
         self.project = project
+        #: Compose files (``-f``); none = compose's default lookup.
+        self.files = tuple(files)
 
     def compose(self, *args: str, timeout: float = 600) -> str:
+        files = [arg for f in self.files for arg in ("-f", f)]
         run = subprocess.run(  # noqa: S603 - fixed program, arguments from this module
-            ["docker", "compose", "-p", self.project, *args],  # noqa: S607
+            ["docker", "compose", "-p", self.project, *files, *args],  # noqa: S607
             capture_output=True,
             text=True,
             timeout=timeout,

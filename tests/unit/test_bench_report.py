@@ -1,0 +1,66 @@
+"""The benchmark report: tables, targets and the rendered Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celeryref.bench import recommend, report
+
+RESULTS: dict[str, list[dict[str, Any]]] = {
+    "noop": [
+        {"side": "deployment", "drain_per_s": 300, "vs_baseline": 0.5},
+        {"side": "baseline", "drain_per_s": 600, "vs_baseline": 1.0},
+        {"side": "deployment, tuned worker", "drain_per_s": 1500, "vs_baseline": 2.5},
+    ],
+    "isolation": [
+        {"side": "deployment", "cpu_tasks": 2000, "p99_ms": 20.0},
+        {"side": "baseline", "cpu_tasks": 2000, "p99_ms": 40000.0},
+    ],
+    "fanout": [
+        {"headers": 1000, "side": "deployment", "kind": "chord", "per_task_ms": 3.0},
+        {"headers": 1000, "side": "deployment", "kind": "chunks of 100", "per_task_ms": 0.3},
+    ],
+}
+
+
+def test_table_uses_the_union_of_keys() -> None:
+    """Missing cells print as '-', integers get thousands separators."""
+    text = report.table([{"a": 1000, "b": "x"}, {"a": 2, "c": None}])
+    lines = text.splitlines()
+    assert lines[0] == "| a | b | c |"
+    assert lines[2] == "| 1,000 | x | - |"
+    assert lines[3] == "| 2 | - | - |"
+    assert report.table([]) == "(no rows)\n"
+
+
+def test_targets_are_ratios_of_one_run() -> None:
+    rows = {r["target"]: r for r in recommend.targets(RESULTS)}
+    priority = next(r for t, r in rows.items() if t.startswith("priority p99"))
+    assert priority["met"] is True
+    assert priority["measured"].startswith("2000x")
+    drains = [r for t, r in rows.items() if t.startswith("no-op drain")]
+    assert [r["met"] for r in drains] == [False, True]
+    assert "chunks of 100" in recommend.cheaper_fanout(RESULTS)[1000]
+
+
+def test_render_has_machine_targets_and_recommendations() -> None:
+    data = {
+        "command": "python -m celeryref.bench --quick",
+        "date": "2026-01-01T00:00:00+00:00",
+        "git_commit": "abc",
+        "machine": {
+            "cores": 2,
+            "memory_gib": 23.5,
+            "load_average_before": [1.0, 2.0, 3.0],
+            "load_average_after": [1.5, 2.0, 3.0],
+            "images": {"celeryref/app:bench": "sha256:1"},
+        },
+        "results": RESULTS,
+    }
+    md = report.render(data, plots=["bench-noop.png"])
+    assert "2 cores, 23.5 GiB" in md
+    assert "1.0 2.0 3.0 before, 1.5 2.0 3.0 after" in md
+    assert "`python -m celeryref.bench --quick`" in md
+    assert "## Targets" in md and "## Recommendations" in md
+    assert "![noop](benchmarks/bench-noop.png)" in md
+    assert "Dedicated `priority` queue" in md
