@@ -82,9 +82,9 @@ test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (do
 	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
 	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
 
-bench: $(BIN)/pytest ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1, ONLY=...)
+bench: $(BIN)/pytest ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
 	$(BIN)/pip install --quiet matplotlib==3.11.2
-	$(BIN)/python -m celeryref.bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/python -m celeryref.bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
 
 bench-mapreduce: $(BIN)/pytest ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
 	$(BIN)/pip install --quiet matplotlib==3.11.2

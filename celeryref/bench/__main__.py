@@ -1,4 +1,4 @@
-"""``python -m celeryref.bench [--quick] [--only WORKLOAD ...]`` (``make bench``).
+"""``python -m celeryref.bench [--quick | --medium] [--only WORKLOAD ...]`` (``make bench``).
 
 Builds and starts the compose stack as project ``celeryref-bench`` (host ports
 +30000) with the baseline worker, runs the workloads against the deployment and
@@ -25,7 +25,9 @@ logger = logging.getLogger("celeryref.bench")
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m celeryref.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    size.add_argument("--medium", action="store_true", help="about 30 min on 2 cores")
     parser.add_argument("--only", nargs="+", choices=list(workloads.WORKLOADS), metavar="WORKLOAD",
                         help=f"run only these ({', '.join(workloads.WORKLOADS)})")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="use the existing APP_IMAGE")
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from celeryref.celery_app import app
     from celeryref.settings import settings
 
-    sizes = workloads.QUICK if args.quick else workloads.Sizes()
+    sizes = (
+        workloads.QUICK if args.quick else workloads.MEDIUM if args.medium else workloads.Sizes()
+    )
     chosen = args.only or list(workloads.WORKLOADS)
     command = "python -m celeryref.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     images = [

@@ -144,11 +144,12 @@ FINDINGS = """\
   saturates, the priority worker's latency is set by the kernel scheduler, not by
   Celery. Give `worker-cpu` a lower `cpu_shares` (or `cpus:` below the core count)
   than `worker-priority` in `docker-compose.yml` so urgent work keeps a core.
-* **`send_task` ignores `task_default_priority`**: Celery applies it in
+* **`send_task` ignored `task_default_priority`** (fixed): Celery applies it in
   `Task.apply_async` only (`celery/app/task.py`); a message sent by name without
-  `priority` lands in the top Redis step (0). `celeryref/submission.py` passes
-  `priority=None` when the caller gives none, so API/CLI submissions without a
-  priority overtake normal work: default it to `queues.PRIORITY_NORMAL` there.
+  `priority` landed in the top Redis step (0), so API/CLI submissions and replays
+  overtook normal work. `celeryref.celery_app.App.send_task` now applies the
+  default (`tests/integration/test_broker_behaviour.py`,
+  `test_a_task_sent_by_name_gets_the_default_priority_not_the_top_one`).
 * **One Redis database per kombu separator**: the deployment sets the transport
   option `sep=":"`; any app on the same broker database with kombu's default
   separator breaks every remote-control broadcast (`ValueError: not enough

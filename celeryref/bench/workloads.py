@@ -56,6 +56,14 @@ QUICK = Sizes(
     chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40,
 )  # fmt: skip
 
+#: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
+#: and a chord of 1,000, a tenth of the issue's other sizes (no chord of 10,000).
+MEDIUM = Sizes(
+    noop_tasks=5_000, serial_calls=300, capacity_tasks=1_000, open_loop_seconds=10.0,
+    cpu_backlog=2_000, pings=30, hol_long=100, hol_short=100, hol_scale=0.1,
+    chord_sizes=(1_000,), scale_noop_tasks=2_000, scale_cpu_tasks=200,
+)  # fmt: skip
+
 
 @dataclass
 class Bench:
