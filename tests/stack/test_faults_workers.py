@@ -32,7 +32,7 @@ __all__ = ["faults"]
 
 #: Seconds a drill holds its process: the window in which the suite strikes.
 HOLD = 5.0
-#: ``MAX_DELIVERIES`` of the deployment (its default: compose does not pass the variable).
+#: ``MAX_DELIVERIES`` of the deployment (the compose default; the suite does not set it).
 MAX_DELIVERIES = 3
 
 
