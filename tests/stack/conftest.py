@@ -47,10 +47,17 @@ class Stack:
 
     env: dict[str, str] = field(default_factory=lambda: {**os.environ, **STACK_ENV})
     startup_seconds: float = 0.0
+    #: Compose project name and ``-f`` options (none: docker-compose.yml alone).
+    project: str = PROJECT
+    compose_files: tuple[str, ...] = ()
+
+    def compose_command(self, *args: str) -> list[str]:
+        """``docker compose`` argv for this project and its files, then ``args``."""
+        return ["docker", "compose", "-p", self.project, *self.compose_files, *args]
 
     def compose(self, *args: str, check: bool = True, timeout: float = 900) -> str:
         run = subprocess.run(
-            ["docker", "compose", "-p", PROJECT, *args],
+            self.compose_command(*args),
             cwd=ROOT,
             env=self.env,
             capture_output=True,

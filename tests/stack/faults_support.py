@@ -124,23 +124,8 @@ class FaultStack(Stack):
 
     env: dict[str, str] = field(default_factory=lambda: {**os.environ, **FAULT_ENV})
 
-    # -- compose -------------------------------------------------------------------
-
-    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> str:
-        run = subprocess.run(
-            ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and run.returncode != 0:
-            raise AssertionError(
-                f"docker compose {' '.join(args)} failed ({run.returncode}):\n"
-                f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-            )
-        return run.stdout
+    project: str = PROJECT
+    compose_files: tuple[str, ...] = COMPOSE_FILES
 
     def up(self, *args: str) -> None:
         self.compose("up", "-d", "--wait", "--wait-timeout", "300", *args)
@@ -225,19 +210,7 @@ class FaultStack(Stack):
         """``docker compose run --rm --no-deps`` a one-off container of ``service``."""
         flags = [f"--env={k}={v}" for k, v in env.items()]
         return subprocess.run(
-            [
-                "docker",
-                "compose",
-                "-p",
-                PROJECT,
-                *COMPOSE_FILES,
-                "run",
-                "--rm",
-                "--no-deps",
-                *flags,
-                service,
-                *command,
-            ],
+            self.compose_command("run", "--rm", "--no-deps", *flags, service, *command),
             cwd=ROOT,
             env=self.env,
             capture_output=True,

@@ -22,9 +22,7 @@ from celeryref.queues import PRIORITY_NORMAL, redis_keys
 from tests.conftest import DOTENV, ROOT
 from tests.stack.conftest import wait_for
 from tests.stack.faults_support import (
-    COMPOSE_FILES,
     DRILLS,
-    PROJECT,
     VISIBILITY_TIMEOUT,
     FaultStack,
     faults,
@@ -40,8 +38,7 @@ TOO_LONG = VISIBILITY_TIMEOUT + 60
 def python_in_app(stack: FaultStack, code: str) -> subprocess.CompletedProcess[str]:
     """Run Python ``code`` in the app container (the deployment's own client settings)."""
     return subprocess.run(
-        ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, "exec", "-T", "app",
-         "python", "-c", code],
+        stack.compose_command("exec", "-T", "app", "python", "-c", code),
         cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
