@@ -13,9 +13,12 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from celeryref import delivery_guard, queues
+from celeryref import broker_transport, delivery_guard, queues
 from celeryref.beat_schedule import beat_schedule
 from celeryref.settings import Settings, settings
+
+# Workers must survive a broker restart (Celery 5.7 crashes in one reconnect path).
+broker_transport.install()
 
 
 def task_modules() -> list[str]:

@@ -113,6 +113,19 @@ def clean_state(services: None) -> Iterator[None]:
 WorkerFactory = Callable[..., AbstractContextManager[Any]]
 
 
+def await_ping(
+    node: str, problem: str, alive: Callable[[], bool] = lambda: True, seconds: float = 60
+) -> None:
+    """Return once worker ``node`` answers a broadcast ping; fail the test with ``problem``
+    if it dies (``alive`` turns false) or stays silent for ``seconds``."""
+    from celeryref.celery_app import app
+
+    deadline = time.monotonic() + seconds
+    while not app.control.inspect(destination=[node], timeout=1).ping():
+        if not alive() or time.monotonic() > deadline:
+            pytest.fail(f"worker {node}: {problem}")
+
+
 @pytest.fixture
 def worker(clean_state: None) -> WorkerFactory:
     """``with worker("default"):`` runs a real worker consuming that queue in-process."""
@@ -132,6 +145,9 @@ def worker(clean_state: None) -> WorkerFactory:
             perform_ping_check=False,
             shutdown_timeout=30,
         ) as w:
+            # "Ready" fires before the worker has subscribed to the broadcast channel, and a
+            # broadcast sent before that subscription is lost: wait until it answers a ping.
+            await_ping(node_name(queue), "it never answered a ping")
             yield w
 
     return run
@@ -144,8 +160,6 @@ def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
     Returns the node name once the worker answers a ping; every process started is
     stopped (warm shutdown, then killed after 30 s) at the end of the test.
     """
-    from celeryref.celery_app import app
-
     started: list[subprocess.Popen[bytes]] = []
     logs = ROOT / "build" / "test-workers"
     logs.mkdir(parents=True, exist_ok=True)
@@ -182,10 +196,7 @@ def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
             stderr=subprocess.STDOUT,
         )
         started.append(proc)
-        deadline = time.monotonic() + 60
-        while not app.control.inspect(destination=[node], timeout=1).ping():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker {node} did not start; see {log.name}")
+        await_ping(node, f"it did not start; see {log.name}", alive=lambda: proc.poll() is None)
         return node
 
     yield start

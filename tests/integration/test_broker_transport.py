@@ -1,0 +1,66 @@
+"""Finding F12 against the real Redis broker: closing a connection whose transport is
+already detached (Celery 5.7's reconnect path after a failed first close) must not crash
+the worker, and must not lose the channel's unacknowledged message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from kombu import Exchange, Producer, Queue
+from kombu.transport import redis as kombu_redis
+
+from celeryref import broker_transport
+from celeryref.celery_app import app
+from celeryref.settings import settings
+
+QUEUE = Queue("f12-test", Exchange("f12-test", type="direct"), routing_key="f12-test")
+
+
+@pytest.fixture
+def broker(clean_state: None) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.broker_url)
+    yield client
+    client.delete(QUEUE.name, "unacked", "unacked_index")
+
+
+def close_like_celery_after_a_failed_first_close() -> tuple[Any, Exception | None]:
+    """A message delivered and not acknowledged, then the transport detached with the
+    channel still open (what ``collect()`` leaves when Redis refused the first close),
+    then ``close()``. Returns the delivered message and what ``close()`` raised."""
+    connection = app.connection_for_read()
+    channel = connection.default_channel
+    QUEUE(channel).declare()
+    Producer(channel).publish({"n": 1}, exchange=QUEUE.exchange, routing_key="f12-test")
+    message = channel.basic_get(QUEUE.name, no_ack=False)
+    assert message is not None
+    connection._do_close_transport()
+    try:
+        connection.close()
+    except Exception as exc:  # noqa: BLE001 - what is raised is the result under test
+        return message, exc
+    return message, None
+
+
+def test_closing_a_detached_channel_is_a_connection_error_and_keeps_the_message(
+    broker: redis.Redis,
+) -> None:
+    """With the installed channel the close completes (its connection error is ignored
+    like any other during teardown) and the message waits in ``unacked`` for the sweep."""
+    assert kombu_redis.Transport.Channel is broker_transport.Channel
+    message, raised = close_like_celery_after_a_failed_first_close()
+    assert raised is None
+    assert message.delivery_tag.encode() in broker.hkeys("unacked")
+
+
+def test_kombus_own_channel_still_crashes_there(
+    broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control: kombu's channel raises AttributeError on the same path, the error that
+    killed workers in the Redis restart drill. When this fails, kombu fixed it upstream
+    and :mod:`celeryref.broker_transport` can go."""
+    monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
+    _, raised = close_like_celery_after_a_failed_first_close()
+    assert isinstance(raised, AttributeError), raised
