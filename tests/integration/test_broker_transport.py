@@ -39,7 +39,7 @@ def close_like_celery_after_a_failed_first_close() -> tuple[Any, Exception | Non
     connection._do_close_transport()
     try:
         connection.close()
-    except Exception as exc:  # noqa: BLE001 - what is raised is the result under test
+    except Exception as exc:  # what close() raises is the result under test
         return message, exc
     return message, None
 
