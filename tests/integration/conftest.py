@@ -49,7 +49,7 @@ def _reachable() -> str | None:
     return None
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+def compose(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_HOST_PORT": IT_REDIS_PORT, "POSTGRES_HOST_PORT": IT_POSTGRES_PORT}
     return subprocess.run(
         ["docker", "compose", "-p", COMPOSE_PROJECT, *args],
@@ -67,7 +67,7 @@ def services() -> Iterator[None]:
     started = False
     problem = _reachable()
     if problem is not None and docker_compose_available():
-        up = _compose("up", "-d", "--wait", "redis", "postgres")
+        up = compose("up", "-d", "--wait", "redis", "postgres")
         if up.returncode != 0:
             missing(f"could not start redis/postgres with compose: {up.stderr[-2000:]}")
         started = True
@@ -85,7 +85,7 @@ def services() -> Iterator[None]:
     migrate()
     yield
     if started and not os.environ.get("KEEP_SERVICES"):
-        _compose("down", "-v", "--remove-orphans")
+        compose("down", "-v", "--remove-orphans")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the worker, and must not lose the channel's unacknowledged message."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from kombu.transport import redis as kombu_redis
 from celeryref import broker_transport
 from celeryref.celery_app import app
 from celeryref.settings import settings
+from tests.integration.conftest import compose
 
 QUEUE = Queue("f12-test", Exchange("f12-test", type="direct"), routing_key="f12-test")
 
@@ -64,3 +66,38 @@ def test_kombus_own_channel_still_crashes_there(
     monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
     _, raised = close_like_celery_after_a_failed_first_close()
     assert isinstance(raised, AttributeError), raised
+
+
+def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
+    broker: redis.Redis,
+) -> None:
+    """F13: BRPOP hands the message over, then Redis stops before the consumer records it
+    as unacknowledged. The message is in no Redis key any more; it is not run;
+    the next channel the process opens pushes it back onto its queue."""
+    connection = app.connection_for_read()
+    channel = connection.default_channel
+    QUEUE(channel).declare()
+    Producer(channel).publish({"n": 13}, exchange=QUEUE.exchange, routing_key="f12-test")
+    received: list[Any] = []
+    channel.basic_consume(QUEUE.name, False, received.append, "f13-test")
+    channel.connection.cycle._register_BRPOP(channel)  # connect, send BRPOP (as the hub does)
+    assert channel.client.connection.can_read(timeout=10), "BRPOP did not answer"
+
+    stopped = compose("stop", "redis")  # what a restart does to open connections
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        with pytest.raises(channel.connection_errors):
+            channel._brpop_read()  # the reply is already here; recording it fails
+    finally:
+        started = compose("up", "-d", "--wait", "redis")
+        assert started.returncode == 0, started.stderr
+    assert received == []
+    assert broker.llen(QUEUE.name) == 0 and broker.hlen("unacked") == 0  # only in memory
+    assert [o.routing_key for o in broker_transport.orphans()] == ["f12-test"]
+
+    with app.connection_for_read() as reconnected:
+        reconnected.channel().close()  # the worker's next channel, once Redis answers
+    assert broker_transport.orphans() == []
+    (raw,) = broker.lrange(QUEUE.name, 0, -1)
+    assert json.loads(raw)["properties"]["delivery_info"]["redelivered"] is True
+    connection.collect()  # the broken one, without talking to Redis
