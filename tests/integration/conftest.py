@@ -49,10 +49,13 @@ def _reachable() -> str | None:
     return None
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REDIS_HOST_PORT": IT_REDIS_PORT, "POSTGRES_HOST_PORT": IT_POSTGRES_PORT}
+def compose(
+    *args: str, project: str = COMPOSE_PROJECT, redis_port: str = IT_REDIS_PORT
+) -> subprocess.CompletedProcess[str]:
+    """``docker compose`` on this tier's services (or on another ``project``'s)."""
+    env = {**os.environ, "REDIS_HOST_PORT": redis_port, "POSTGRES_HOST_PORT": IT_POSTGRES_PORT}
     return subprocess.run(
-        ["docker", "compose", "-p", COMPOSE_PROJECT, *args],
+        ["docker", "compose", "-p", project, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -117,7 +120,11 @@ def await_ping(
     node: str, problem: str, alive: Callable[[], bool] = lambda: True, seconds: float = 60
 ) -> None:
     """Return once worker ``node`` answers a broadcast ping; fail the test with ``problem``
-    if it dies (``alive`` turns false) or stays silent for ``seconds``."""
+    if it dies (``alive`` turns false) or stays silent for ``seconds``.
+
+    Needed before any broadcast a test counts on: a worker is "ready" before it has
+    subscribed to the broadcast channel, and a broadcast sent earlier is lost. (A solo
+    worker busy with a task answers only when the task is done.)"""
     from celeryref.celery_app import app
 
     deadline = time.monotonic() + seconds
@@ -145,9 +152,6 @@ def worker(clean_state: None) -> WorkerFactory:
             perform_ping_check=False,
             shutdown_timeout=30,
         ) as w:
-            # "Ready" fires before the worker has subscribed to the broadcast channel, and a
-            # broadcast sent before that subscription is lost: wait until it answers a ping.
-            await_ping(node_name(queue), "it never answered a ping")
             yield w
 
     return run

@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from celeryref import catalog, queues
 from celeryref.api.main import api
+from celeryref.health import node_name
 from celeryref.settings import settings
 from tests.conftest import wait_for
+from tests.integration.conftest import await_ping
 from tests.support import tasks as support
 
 AUTH = {"Authorization": f"Bearer {settings.api_token}"}
@@ -205,6 +207,7 @@ def test_scaling_signals_and_health(client: TestClient, worker: Any) -> None:
         client.post("/tasks", json={"task": "long_task", "args": {"n": 1}}, headers=AUTH)
     assert client.get("/queues").json()["queues"][queues.CPU_INTENSIVE] == 3
     with worker(queues.PRIORITY):
+        await_ping(node_name(queues.PRIORITY), "it never answered a ping")
         (info,) = [w for w in client.get("/workers").json()["workers"] if "priority" in w["queues"]]
     assert info["name"].startswith("priority@")
     assert client.get("/readyz").json() == {

@@ -12,12 +12,12 @@ from celery.result import AsyncResult
 from celeryref import dead_letters, queues, redis_state
 from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
-from celeryref.health import check_worker
+from celeryref.health import check_worker, node_name
 from celeryref.monitoring import queue_depths
 from celeryref.progress import read_progress
 from celeryref.settings import settings
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
-from tests.integration.conftest import RecordingHandler
+from tests.integration.conftest import RecordingHandler, await_ping
 
 ORDER_KEY = redis_state.key("test", "order")
 
@@ -129,6 +129,7 @@ def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
 def test_worker_healthcheck_proves_the_queue_is_consumed(worker: Any) -> None:
     """The healthcheck passes for the queue a worker consumes and fails otherwise."""
     with worker(queues.PRIORITY):
+        await_ping(node_name(queues.PRIORITY), "it never answered a ping")
         assert check_worker(queues.PRIORITY, timeout=5) is None
         problem = check_worker(queues.DEFAULT, timeout=1)
     assert problem is not None and "did not answer" in problem

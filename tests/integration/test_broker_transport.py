@@ -5,18 +5,20 @@ the worker, and must not lose the channel's unacknowledged message."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from kombu import Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
 from celeryref import broker_transport
 from celeryref.celery_app import app
 from celeryref.settings import settings
-from tests.integration.conftest import compose
+from tests.conftest import IT_REDIS_PORT, docker_compose_available, missing
+from tests.integration.conftest import COMPOSE_PROJECT, compose
 
 QUEUE = Queue("f12-test", Exchange("f12-test", type="direct"), routing_key="f12-test")
 
@@ -68,13 +70,41 @@ def test_kombus_own_channel_still_crashes_there(
     assert isinstance(raised, AttributeError), raised
 
 
+#: A Redis of its own for the test that stops one: stopping the tier's Redis would break
+#: the connections the app's pools keep for the tests that follow.
+SPARE_PROJECT = f"{COMPOSE_PROJECT}-spare"
+SPARE_REDIS_PORT = str(int(IT_REDIS_PORT) + 1)
+
+
+def spare(*args: str) -> subprocess.CompletedProcess[str]:
+    return compose(*args, project=SPARE_PROJECT, redis_port=SPARE_REDIS_PORT)
+
+
+@pytest.fixture
+def spare_redis(clean_state: None) -> Iterator[tuple[str, redis.Redis]]:
+    """A second Redis (the deployment's service, another compose project): its URL and a
+    client; removed afterwards."""
+    if not docker_compose_available():
+        missing("docker compose is needed to start a spare Redis")
+    up = spare("up", "-d", "--wait", "redis")
+    assert up.returncode == 0, up.stderr
+    url = settings.broker_url.replace(f":{IT_REDIS_PORT}/", f":{SPARE_REDIS_PORT}/")
+    assert url != settings.broker_url, settings.broker_url
+    try:
+        yield url, redis.Redis.from_url(url)
+    finally:
+        spare("down", "-v")
+
+
 def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
-    broker: redis.Redis,
+    spare_redis: tuple[str, redis.Redis],
 ) -> None:
     """F13: BRPOP hands the message over, then Redis stops before the consumer records it
-    as unacknowledged. The message is in no Redis key any more; it is not run;
-    the next channel the process opens pushes it back onto its queue."""
-    connection = app.connection_for_read()
+    as unacknowledged. The message is in no Redis key any more; it is not run; the next
+    channel the process opens pushes it back onto its queue."""
+    url, broker = spare_redis
+    options = app.conf.broker_transport_options
+    connection = Connection(url, transport_options=options)
     channel = connection.default_channel
     QUEUE(channel).declare()
     Producer(channel).publish({"n": 13}, exchange=QUEUE.exchange, routing_key="f12-test")
@@ -83,19 +113,19 @@ def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
     channel.connection.cycle._register_BRPOP(channel)  # connect, send BRPOP (as the hub does)
     assert channel.client.connection.can_read(timeout=10), "BRPOP did not answer"
 
-    stopped = compose("stop", "redis")  # what a restart does to open connections
-    assert stopped.returncode == 0, stopped.stderr
+    stop = spare("stop", "redis")
+    assert stop.returncode == 0, stop.stderr
     try:
         with pytest.raises(channel.connection_errors):
             channel._brpop_read()  # the reply is already here; recording it fails
     finally:
-        started = compose("up", "-d", "--wait", "redis")
-        assert started.returncode == 0, started.stderr
+        up = spare("up", "-d", "--wait", "redis")
+        assert up.returncode == 0, up.stderr
     assert received == []
     assert broker.llen(QUEUE.name) == 0 and broker.hlen("unacked") == 0  # only in memory
     assert [o.routing_key for o in broker_transport.orphans()] == ["f12-test"]
 
-    with app.connection_for_read() as reconnected:
+    with Connection(url, transport_options=options) as reconnected:
         reconnected.channel().close()  # the worker's next channel, once Redis answers
     assert broker_transport.orphans() == []
     (raw,) = broker.lrange(QUEUE.name, 0, -1)
