@@ -164,6 +164,14 @@ def test_stopping_a_worker_lets_a_short_task_finish_before_the_grace_period(
     assert len(faults.runs(key)) == 1 and len(faults.effects(key)) == 1
 
 
+def cold_shutdown_stalled(log: str) -> bool:
+    """The signature of finding F14 in the stopped worker's last lines: the soft-shutdown
+    window began, the cold shutdown that follows it never got to say so."""
+    began = log.rfind("Initiating Soft Shutdown")
+    rest = log[began:]
+    return began >= 0 and "Cold shutdown" not in rest and "Restoring" not in rest
+
+
 #: Hold longer than the stop timeout below, shorter than the soft time limit.
 LONG_HOLD = 20.0
 #: `docker compose stop -t`: shorter than LONG_HOLD, longer than the soft-shutdown window.
@@ -186,7 +194,13 @@ def test_a_stop_shorter_than_the_running_task_requeues_it_at_once(faults: FaultS
     # The claim is the requeue before SIGKILL; whether the rest of the cold shutdown
     # also beat the SIGKILL depends on the machine's load (exit 0 or 137).
     record_measurement("s4_exit_code", exit_code(faults, "worker"))
-    assert result.id in faults.queued_task_ids("default"), "requeued before the SIGKILL"
+    requeued = result.id in faults.queued_task_ids("default")
+    if not requeued and cold_shutdown_stalled(faults.logs("worker", tail=40)):
+        pytest.xfail(
+            "F14 (Celery): the soft-shutdown window ended but the cold shutdown stalled until "
+            "SIGKILL; the task is not lost, it waits for the visibility timeout"
+        )
+    assert requeued, "requeued before the SIGKILL"
     assert result.id not in faults.unacked_task_ids()
 
     faults.start_worker("worker")
