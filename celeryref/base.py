@@ -142,6 +142,20 @@ class BaseTask(Task):
         idempotency.complete(key, self.request.id, result)
         return result
 
+    def complete_idempotency_key(self, cursor: Any, result: Any) -> None:
+        """Complete this run's idempotency key inside the task's own transaction.
+
+        Call it with the cursor that writes the task's effect and the result the task
+        will return: the effect and the key then commit (or roll back) together, so a
+        failure after the commit makes the retry or redelivery return ``result``
+        instead of running the effect again (``docs/RELIABILITY.md``, F11).
+        """
+        if not self.idempotent:
+            raise TypeError(f"{self.name} is not idempotent=True: it holds no key")
+        request = self.request
+        key = self.idempotency_key(tuple(request.args or ()), dict(request.kwargs or {}))
+        idempotency.complete(key, str(request.id), result, cursor=cursor)
+
     def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The caller's key (header ``idempotency_key``) or one derived from the arguments."""
         given = getattr(self.request, IDEMPOTENCY_HEADER, None)

@@ -7,12 +7,12 @@ holds its key for ``lease`` seconds (longer than the hard time limit), so a run
 whose process died is taken over after the lease, while a live one never is.
 
 Guarantee: a key's side effect completes at most once per *successful* run; if a
-process dies, or Postgres becomes unreachable, after the side effect but before
-:func:`complete`, the effect runs again on the takeover or the retry
-(at-least-once). When the effect is a Postgres write, commit it in the same
-transaction as the key's completion (``UPDATE idempotency_keys SET state =
-'succeeded' ...`` on the task's own connection, as the fault drill
-``celeryref.tasks.default.drills.record_event`` does) to make it exactly-once.
+process dies, or the run fails (a database outage, a transient error), after the
+side effect but before :func:`complete`, the effect runs again on the takeover or
+the retry (at-least-once). When the effect is a Postgres write, complete the key in
+the same transaction (``self.complete_idempotency_key(cur, result)`` in the task,
+:meth:`celeryref.base.BaseTask.complete_idempotency_key`): then the effect and the
+completion commit or vanish together, and the effect lands exactly once.
 
 The key is ``<task name>:<sha256 of the canonical JSON of args and kwargs>``, or
 the caller's own key (header ``idempotency_key``). Results are stored as JSON,
@@ -87,14 +87,25 @@ def claim(key: str, task_name: str, task_id: str, lease: float) -> Claim:
     raise DuplicateInProgress(f"idempotency key {key!r} is being run by task {owner}")
 
 
-def complete(key: str, task_id: str, result: Any) -> None:
-    """Store ``result`` (JSON) for ``key``; later claims return it."""
+_COMPLETE = (
+    "UPDATE idempotency_keys SET state = 'succeeded', result = %s, completed_at = now()"
+    " WHERE key = %s AND owner_task_id = %s"
+)
+
+
+def complete(key: str, task_id: str, result: Any, cursor: Any = None) -> None:
+    """Store ``result`` (JSON) for ``key``; later claims return it.
+
+    With ``cursor`` the update runs in that cursor's transaction (the task's own, so
+    the completion commits with the task's effect); without, in a transaction of its
+    own. Completing twice with the same owner is harmless.
+    """
+    params = (Json(result), key, task_id)
+    if cursor is not None:
+        cursor.execute(_COMPLETE, params)
+        return
     with db.connection() as conn, conn.cursor() as cur:
-        cur.execute(
-            "UPDATE idempotency_keys SET state = 'succeeded', result = %s, completed_at = now()"
-            " WHERE key = %s AND owner_task_id = %s",
-            (Json(result), key, task_id),
-        )
+        cur.execute(_COMPLETE, params)
 
 
 def release(key: str, task_id: str) -> None:

@@ -57,6 +57,23 @@ def test_a_repeated_call_returns_the_stored_result(worker: Any) -> None:
     assert [label for label, _ in side_effect_rows()] == ["once", "other"]
 
 
+@pytest.mark.parametrize(("in_transaction", "effects"), [(True, 1), (False, 2)])
+def test_a_key_completed_with_the_effect_survives_a_failure_after_the_commit(
+    worker: Any, in_transaction: bool, effects: int
+) -> None:
+    """F11: the effect commits, then the run fails transiently and is retried. With the key
+    completed in the effect's transaction the retry returns the stored result; without
+    (the control) the retry runs the effect a second time."""
+    with worker(queues.DEFAULT):
+        result = support.effect_then_failure.delay("charge", in_transaction)
+        value = result.get(timeout=30)
+
+    rows = side_effect_rows()
+    assert len(rows) == effects
+    assert result.retries == 1
+    assert value == {"label": "charge", "ran_as": rows[-1][1]}
+
+
 def test_bad_arguments_are_dead_lettered_and_one_replay_after_the_fix_succeeds(
     worker: Any,
 ) -> None:

@@ -51,6 +51,27 @@ def side_effect(self: Any, label: str, hold_seconds: float = 0.0) -> dict[str, A
     return {"label": label, "ran_as": self.request.id}
 
 
+@app.task(
+    name="tests.support.effect_then_failure", bind=True, idempotent=True, retry_policy=FAST_RETRIES
+)
+def effect_then_failure(self: Any, label: str, in_transaction: bool) -> dict[str, Any]:
+    """Insert one row, then fail transiently on the first attempt, after the commit: a
+    stand-in for ``complete()`` failing because Postgres went away (finding F11).
+
+    With ``in_transaction`` the key is completed in the row's transaction."""
+    result = {"label": label, "ran_as": self.request.id}
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO test_side_effects (label, task_id) VALUES (%s, %s)",
+            (label, self.request.id),
+        )
+        if in_transaction:
+            self.complete_idempotency_key(cur, result)
+    if self.request.retries == 0:
+        raise UpstreamUnavailable("gone after the effect, before the key was completed")
+    return result
+
+
 @app.task(name="tests.support.apply_discount", idempotent=True)
 def apply_discount(order_id: int) -> dict[str, Any]:
     """Count one discount on an existing order; a missing order is a permanent error."""

@@ -24,8 +24,6 @@ import os
 import time
 from typing import Any, NoReturn
 
-from psycopg2.extras import Json
-
 from celeryref import db
 from celeryref.celery_app import app
 from celeryref.delivery_guard import ETA_MARGIN_SECONDS
@@ -94,12 +92,6 @@ def record_effect(key: str, task_id: str, request: Any = None) -> None:
         )
 
 
-def _claimed_key(task: Any) -> str:
-    """The idempotency key the base class claimed for this execution."""
-    request = task.request
-    return str(task.idempotency_key(tuple(request.args or ()), dict(request.kwargs or {})))
-
-
 @app.task(bind=True, idempotent=True, retry_policy=OUTAGE_RETRIES)
 def record_event(self: Any, key: str, hold_seconds: float = 0.0) -> dict[str, Any]:
     """Idempotent side effect: record the run, hold ``hold_seconds``, then record the effect.
@@ -124,13 +116,7 @@ def record_event(self: Any, key: str, hold_seconds: float = 0.0) -> dict[str, An
             "INSERT INTO drill_effects (key, task_id, worker, queue) VALUES (%s, %s, %s, %s)",
             (key, str(self.request.id), worker, queue),
         )
-        # What idempotency.complete() does, inside this transaction (see the report's
-        # proposal: complete(..., cursor=cur) would let every task do this).
-        cur.execute(
-            "UPDATE idempotency_keys SET state = 'succeeded', result = %s, completed_at = now()"
-            " WHERE key = %s AND owner_task_id = %s",
-            (Json(result), _claimed_key(self), str(self.request.id)),
-        )
+        self.complete_idempotency_key(cur, result)  # in this transaction
     return result
 
 
