@@ -163,14 +163,13 @@ def test_under_load_the_memory_of_every_worker_stays_bounded(load_run: LoadRun) 
     assert max(load_run.peaks.values()) < MEMORY_BOUND_MIB, load_run.peaks
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: needs a kill inside a millisecond window; hit in some runs
-    raises=AssertionError,
-    reason="limitation (kombu Redis transport): BRPOP removes a message before the consumer "
-    "records it as unacknowledged; a worker killed in between loses it (kombu#305)",
-)
-def test_under_load_with_killed_workers_every_drill_completed(load_run: LoadRun) -> None:
-    """Every one of the LOAD_TASKS drills has its effect (and a SUCCESS result)."""
+def test_under_load_with_killed_workers_every_drill_completed_but_at_most_one_per_kill(
+    load_run: LoadRun,
+) -> None:
+    """Every one of the LOAD_TASKS drills has its effect and a SUCCESS result, except at
+    most one per killed container: kombu's BRPOP removes a message before the consumer
+    records it as unacknowledged, and a worker killed in between loses it (limitation F9,
+    kombu#305). Such a drill was never received anywhere, so it is still PENDING."""
     stack = load_run.stack
     done = {
         r[0]
@@ -184,6 +183,7 @@ def test_under_load_with_killed_workers_every_drill_completed(load_run: LoadRun)
         if f"{load_run.prefix}-{i}" not in done
     }
     record_measurement("s16_lost", missing)
-    assert missing == {}, f"{len(missing)} of {LOAD_TASKS} drills never ran"
-    sample = load_run.ids[:: max(1, LOAD_TASKS // 200)]
+    assert len(missing) <= len(load_run.killed), f"{len(missing)} of {LOAD_TASKS} never ran"
+    assert set(missing.values()) <= {"PENDING"}, missing
+    sample = [i for i in load_run.ids[:: max(1, LOAD_TASKS // 200)] if i not in missing]
     assert {AsyncResult(i, app=stack.app).state for i in sample} == {"SUCCESS"}
