@@ -19,11 +19,14 @@ whose record failed is kept in this process (:class:`QoS`) and pushed back onto 
 queue by the next channel this process opens, that is when the worker has reconnected.
 What is still lost: a process that dies in that window (SIGKILL, finding F9).
 
-Both were seen in the fault suite's Redis restart drill (docs/RELIABILITY.md,
-scenario 8). kombu chooses the channel class through ``Transport.Channel``;
-:func:`install` sets it on kombu's Redis transport (not a transport of our own: broker
-URLs, Flower and the worker banner keep the plain ``redis://`` scheme), and
-:mod:`celeryref.celery_app` installs it, so every process that builds the app has it.
+F12 was seen in the fault suite's Redis restart drill (docs/RELIABILITY.md, scenario
+8); F13 is a path in kombu's code, found while reading it for that drill and
+reproduced by ``tests/integration/test_broker_transport.py``.
+
+kombu chooses the channel class through ``Transport.Channel``; :func:`install` sets it
+on kombu's Redis transport (not a transport of our own: broker URLs, Flower and the
+worker banner keep the plain ``redis://`` scheme), and :mod:`celeryref.celery_app`
+installs it, so every process that builds the app has it.
 """
 
 from __future__ import annotations
