@@ -30,15 +30,20 @@ def broker(clean_state: None) -> Iterator[redis.Redis]:
     client.delete(QUEUE.name, "unacked", "unacked_index")
 
 
+def channel_with_one_message(connection: Connection) -> Any:
+    """``connection``'s channel, with :data:`QUEUE` declared and one message in it."""
+    channel = connection.default_channel
+    QUEUE(channel).declare()
+    Producer(channel).publish({"n": 1}, exchange=QUEUE.exchange, routing_key=QUEUE.routing_key)
+    return channel
+
+
 def close_like_celery_after_a_failed_first_close() -> tuple[Any, Exception | None]:
     """A message delivered and not acknowledged, then the transport detached with the
     channel still open (what ``collect()`` leaves when Redis refused the first close),
     then ``close()``. Returns the delivered message and what ``close()`` raised."""
     connection = app.connection_for_read()
-    channel = connection.default_channel
-    QUEUE(channel).declare()
-    Producer(channel).publish({"n": 1}, exchange=QUEUE.exchange, routing_key="f12-test")
-    message = channel.basic_get(QUEUE.name, no_ack=False)
+    message = channel_with_one_message(connection).basic_get(QUEUE.name, no_ack=False)
     assert message is not None
     connection._do_close_transport()
     try:
@@ -105,9 +110,7 @@ def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
     url, broker = spare_redis
     options = app.conf.broker_transport_options
     connection = Connection(url, transport_options=options)
-    channel = connection.default_channel
-    QUEUE(channel).declare()
-    Producer(channel).publish({"n": 13}, exchange=QUEUE.exchange, routing_key="f12-test")
+    channel = channel_with_one_message(connection)
     received: list[Any] = []
     channel.basic_consume(QUEUE.name, False, received.append, "f13-test")
     channel.connection.cycle._register_BRPOP(channel)  # connect, send BRPOP (as the hub does)
@@ -123,7 +126,7 @@ def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
         assert up.returncode == 0, up.stderr
     assert received == []
     assert broker.llen(QUEUE.name) == 0 and broker.hlen("unacked") == 0  # only in memory
-    assert [o.routing_key for o in broker_transport.orphans()] == ["f12-test"]
+    assert [o.routing_key for o in broker_transport.orphans()] == [QUEUE.routing_key]
 
     with Connection(url, transport_options=options) as reconnected:
         reconnected.channel().close()  # the worker's next channel, once Redis answers
