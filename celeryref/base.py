@@ -125,6 +125,7 @@ class BaseTask(Task):
         key = self.idempotency_key(args, kwargs)
         lease = float(settings.task_time_limit + 30)
         claim = idempotency.claim(key, self.name, self.request.id, lease)
+        self.request.claimed_idempotency_key = key if claim.acquired else None
         if not claim.acquired:
             logger.info(
                 "task %s[%s] repeat of key %s: stored result", self.name, self.request.id, key
@@ -150,11 +151,10 @@ class BaseTask(Task):
         failure after the commit makes the retry or redelivery return ``result``
         instead of running the effect again (``docs/RELIABILITY.md``, F11).
         """
-        if not self.idempotent:
-            raise TypeError(f"{self.name} is not idempotent=True: it holds no key")
-        request = self.request
-        key = self.idempotency_key(tuple(request.args or ()), dict(request.kwargs or {}))
-        idempotency.complete(key, str(request.id), result, cursor=cursor)
+        key = getattr(self.request, "claimed_idempotency_key", None)
+        if key is None:
+            raise TypeError(f"{self.name}[{self.request.id}] holds no idempotency key")
+        idempotency.complete(key, str(self.request.id), result, cursor=cursor)
 
     def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The caller's key (header ``idempotency_key``) or one derived from the arguments."""
