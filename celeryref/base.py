@@ -77,7 +77,34 @@ class BaseTask(Task):
                 delivery_guard.max_delay(),
             )
             countdown = float(delivery_guard.max_delay())
-        return super().retry(*args, countdown=countdown, **options)
+        try:
+            return super().retry(*args, countdown=countdown, **options)
+        except Reject as refused:  # Celery's answer to a retry it could not publish
+            self._retry_not_published(refused)
+            raise
+
+    def _retry_not_published(self, refused: Reject) -> None:
+        """Keep a task whose retry could not be published.
+
+        Celery turns the failed publish into ``Reject(requeue=False)``: the message is
+        dropped and the task marked FAILURE, with no dead letter. A broker that is away
+        (the cause is transient) gets the message back instead: requeued at once, or,
+        with the connection gone too, restored from ``unacked`` once Redis is back
+        (the delivery guard still bounds how often). Anything else is dead-lettered.
+        """
+        cause = refused.reason
+        if not isinstance(cause, Exception):
+            return
+        classification = classify(cause)
+        if classification.transient:
+            logger.warning(
+                "could not publish the retry of %s[%s] (%r); its message goes back to the queue",
+                self.name,
+                self.request.id,
+                cause,
+            )
+            raise Reject(cause, requeue=True) from cause
+        self._dead_letter(self.request.args, self.request.kwargs, cause, None, classification)
 
     # -- the attempt -------------------------------------------------------------
 
@@ -85,7 +112,12 @@ class BaseTask(Task):
         request = self.request
         if request.called_directly:
             return self.run(*args, **kwargs)
-        deliveries = delivery_guard.record_delivery(request.id, request.retries)
+        started = time.perf_counter()
+        try:
+            deliveries = delivery_guard.record_delivery(request.id, request.retries)
+        except Exception as exc:  # uncounted is a failed attempt: classified, maybe retried
+            self._handle_failure(exc, args, kwargs, started)
+            raise  # unreachable: _handle_failure always raises
         if delivery_guard.is_redelivery_loop(deliveries):
             reason = (
                 f"{self.name}[{request.id}] delivered {deliveries} times "
@@ -106,7 +138,6 @@ class BaseTask(Task):
             request.retries + 1,
             deliveries,
         )
-        started = time.perf_counter()
         try:
             result = self._run_once(args, kwargs)
         except _FLOW_CONTROL as flow:

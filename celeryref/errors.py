@@ -26,6 +26,7 @@ import enum
 import socket
 from dataclasses import dataclass
 
+import kombu.exceptions
 import psycopg2
 import redis
 import requests
@@ -120,6 +121,8 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
         (requests.HTTPError, _P, Severity.MEDIUM, "upstream_http_error"),
         (redis.ConnectionError, _T, Severity.HIGH, "redis_unavailable"),
         (redis.TimeoutError, _T, Severity.HIGH, "redis_unavailable"),
+        # what a publish (a retry, a chained task) raises once kombu gave up on the broker
+        (kombu.exceptions.OperationalError, _T, Severity.HIGH, "broker_unavailable"),
         (psycopg2.OperationalError, _T, Severity.HIGH, "database_unavailable"),
         (psycopg2.InterfaceError, _T, Severity.HIGH, "database_unavailable"),
         (psycopg2.IntegrityError, _P, Severity.HIGH, "database_integrity"),

@@ -2,13 +2,21 @@
 
 With ``worker_cancel_long_running_tasks_on_connection_loss`` Celery cancels every
 unacknowledged ``acks_late`` request when the broker connection drops, so a task
-interrupted mid-run is redelivered instead of running twice. A request that was
-received but had not *started* has nothing to interrupt, yet Celery's cancel
-terminates its pool job, reports it ``REVOKED`` and acknowledges its message: the
-task is lost (seen in the fault suite's Redis restart drill). Such requests are
-left alone here; they run when their turn comes. The same applies to the cancel
-at the end of the soft shutdown window: a request not started is not revoked, and
-its unacknowledged message goes back to the queue when the worker closes.
+interrupted mid-run is redelivered instead of running twice. Celery 5.7 does that by
+terminating the *pool process* the request ran on, which loses tasks in two ways
+(both seen in the fault suite's Redis restart drill, docs/RELIABILITY.md F2 and F15):
+
+- A request received but not *started* has nothing to interrupt, yet the cancel
+  terminates its pool job, reports it ``REVOKED`` and acknowledges its message.
+  Such requests are left alone here; they run when their turn comes.
+- A request whose task already finished in the child, but whose result the main
+  process had not read yet, still counts as running. Its pool process has meanwhile
+  started the next task; terminating the process kills that one too, and billiard
+  reports it ``Terminated``, which Celery takes for a revoke: it marks the innocent
+  task ``REVOKED`` and acknowledges its message. Here a request terminated although
+  nobody revoked or cancelled it goes back to the queue instead.
+
+The same applies to the cancel at the end of the soft shutdown window.
 """
 
 from __future__ import annotations
@@ -16,16 +24,42 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback
+from celery.exceptions import Terminated
 from celery.worker import request
 
 logger = logging.getLogger(__name__)
 
 
 class Request(request.Request):
-    """Celery's request, never revoking a task that has not started."""
+    """Celery's request, never revoking a task that nobody revoked."""
 
     def cancel(self, pool: Any, signal: Any = None, emit_retry: bool = True) -> None:
         if not self.time_start:
             logger.info("not cancelling %s[%s]: it has not started", self.name, self.id)
             return
         super().cancel(pool, signal=signal, emit_retry=emit_retry)
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, Terminated) and not self._stopped_on_purpose():
+            logger.warning(
+                "%s[%s] died with its pool process, terminated to cancel another request; "
+                "its message goes back to the queue",
+                self.name,
+                self.id,
+            )
+            self._announce_cancelled(emit_retry=False)
+            self.reject(requeue=True)
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _stopped_on_purpose(self) -> bool:
+        """Whether this request itself was cancelled or revoked (by id)."""
+        return bool(
+            self._already_cancelled or self._already_revoked or self.id in request.revoked_tasks
+        )

@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 import psycopg2
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from kombu import Connection
 
 from celeryref import db
 from celeryref.celery_app import app
@@ -105,3 +107,59 @@ def sleep_past_limit(seconds: float) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def _insert_side_effect(label: str, task_id: str) -> int:
+    """One row for ``label``; returns how many rows ``label`` has now."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO test_side_effects (label, task_id) VALUES (%s, %s)", (label, task_id)
+        )
+        cur.execute("SELECT count(*) FROM test_side_effects WHERE label = %s", (label,))
+        (count,) = cur.fetchone()
+    return int(count)
+
+
+@app.task(name="tests.support.hold", bind=True)
+def hold(self: Any, label: str, seconds: float) -> dict[str, Any]:
+    """One row per run (not idempotent: every run shows), then hold the process."""
+    runs = _insert_side_effect(label, self.request.id)
+    time.sleep(seconds)
+    return {"label": label, "runs": runs}
+
+
+@app.task(
+    name="tests.support.hold_stock_request", bind=True, Request="celery.worker.request:Request"
+)
+def hold_stock_request(self: Any, label: str, seconds: float) -> dict[str, Any]:
+    """:func:`hold` with Celery's own worker request (the control of finding F15)."""
+    runs = _insert_side_effect(label, self.request.id)
+    time.sleep(seconds)
+    return {"label": label, "runs": runs}
+
+
+#: A broker address nothing listens on: publishing there fails at once, for real.
+UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
+
+
+def _retry_through_unreachable_broker(task: Any, label: str) -> dict[str, Any]:
+    runs = _insert_side_effect(label, task.request.id)
+    if runs == 1:
+        with Connection(UNREACHABLE_BROKER) as unreachable:
+            raise task.retry(
+                exc=UpstreamUnavailable("first run fails"), countdown=0, connection=unreachable
+            )
+    return {"label": label, "runs": runs}
+
+
+@app.task(name="tests.support.retry_unpublished", bind=True)
+def retry_unpublished(self: Any, label: str) -> dict[str, Any]:
+    """The first run's retry cannot be published (the broker is unreachable); the second
+    run succeeds."""
+    return _retry_through_unreachable_broker(self, label)
+
+
+@app.task(name="tests.support.retry_unpublished_stock", bind=True, base=Task)
+def retry_unpublished_stock(self: Any, label: str) -> dict[str, Any]:
+    """:func:`retry_unpublished` on Celery's own task class (the control of finding F15)."""
+    return _retry_through_unreachable_broker(self, label)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import kombu.exceptions
 import psycopg2
 import pytest
 import redis
@@ -89,6 +90,7 @@ def _http_error(status: int) -> requests.HTTPError:
         (requests.exceptions.SSLError("bad cert"), False, "upstream_tls"),
         (requests.exceptions.ChunkedEncodingError("cut"), True, "upstream_unavailable"),
         (redis.ConnectionError("x"), True, "redis_unavailable"),
+        (kombu.exceptions.OperationalError("x"), True, "broker_unavailable"),
         (psycopg2.IntegrityError("x"), False, "database_integrity"),
         (RuntimeError("a bug"), False, "unexpected"),
     ],
