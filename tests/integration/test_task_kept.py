@@ -5,16 +5,13 @@ classes, so the day upstream fixes it the control fails and the workaround can g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
-from celery import signals
 from celery.result import AsyncResult
-from celery.worker.request import Request
 
 from celeryref import db, dead_letters, delivery_guard, queues, redis_state
+from celeryref.celery_app import app
 from celeryref.settings import settings
 from tests.conftest import wait_for
 from tests.support import tasks as support
@@ -27,6 +24,10 @@ def runs_of(label: str) -> int:
     return int(count)
 
 
+def unacked() -> int:
+    return int(redis.Redis.from_url(settings.broker_url).hlen("unacked"))
+
+
 def queued(queue: str) -> int:
     """Messages waiting in ``queue`` over all its priority lists (kombu's ``queue\\x06\\x16N``)."""
     broker = redis.Redis.from_url(settings.broker_url)
@@ -34,58 +35,48 @@ def queued(queue: str) -> int:
     return sum(int(broker.llen(key)) for key in keys)
 
 
-@pytest.fixture
-def received() -> Iterator[dict[str, Request]]:
-    """The worker-side request of every task the in-process worker receives, by id."""
-    requests: dict[str, Request] = {}
-
-    def keep(sender: Any = None, request: Request | None = None, **_: Any) -> None:
-        if request is not None:
-            requests[request.id] = request
-
-    signals.task_received.connect(keep, weak=False)
-    yield requests
-    signals.task_received.disconnect(keep)
-
-
 def kill_the_next_task_with_an_earlier_ones_cancel(
-    worker: Any, received: dict[str, Request], task: Any, label: str
+    worker_process: Any, task: Any, label: str
 ) -> AsyncResult:
-    """On a one-process prefork pool, task A ends; B starts in the same process; then A is
-    cancelled as Celery cancels it after a lost broker connection when A's result had not
-    been read yet (the race of F15: A still counts as running). Returns B's result."""
+    """In a real worker with one prefork process, task A ends; B starts in the same process;
+    then the worker cancels A as Celery cancels it after a lost broker connection when A's
+    result had not been read yet (the race of F15: A still counts as running). Returns B."""
+    node = worker_process(queues.DEFAULT, name="cancel")
     first = task.apply_async((f"{label}-a", 0), queue=queues.DEFAULT)
     assert first.get(timeout=30)["runs"] == 1
     second = task.apply_async((label, 3), queue=queues.DEFAULT)
     wait_for(lambda: runs_of(label) == 1, 30, "the second task to start")
-    wait_for(lambda: received[second.id].time_start, 10, "the pool to report the start")
-    a, b = received[first.id], received[second.id]
-    assert a.worker_pid == b.worker_pid, "one process ran both"
-    a.cancel(worker.pool)
+
+    def cancel() -> dict[str, Any] | None:
+        (reply,) = app.control.broadcast(
+            "cancel_finished_request",
+            arguments={"task_id": first.id, "running_id": second.id},
+            destination=[node],
+            reply=True,
+            timeout=5,
+        )
+        answer: dict[str, Any] = reply[node]
+        return answer if "ok" in answer else None  # "not started" until the pool says so
+
+    wait_for(cancel, 15, "the worker to cancel the first task")
     return second
 
 
-def test_a_task_killed_by_another_requests_cancel_runs_again(
-    worker: Any, received: dict[str, Request]
-) -> None:
+def test_a_task_killed_by_another_requests_cancel_runs_again(worker_process: Any) -> None:
     """With our request the innocent task goes back to the queue and runs to the end."""
-    with worker(queues.DEFAULT, pool="prefork", concurrency=1) as w:
-        second = kill_the_next_task_with_an_earlier_ones_cancel(w, received, support.hold, "b")
-        assert second.get(timeout=60) == {"label": "b", "runs": 2}
-    assert second.state == "SUCCESS"
+    second = kill_the_next_task_with_an_earlier_ones_cancel(worker_process, support.hold, "b")
+    assert second.get(timeout=60) == {"label": "b", "runs": 2}
 
 
-def test_celerys_own_request_revokes_it_there(worker: Any, received: dict[str, Request]) -> None:
+def test_celerys_own_request_revokes_it_there(worker_process: Any) -> None:
     """Control: Celery's request marks the innocent task REVOKED and acknowledges it; it is
     never run again (the drill lost in the Redis restart of the fault suite)."""
-    with worker(queues.DEFAULT, pool="prefork", concurrency=1) as w:
-        second = kill_the_next_task_with_an_earlier_ones_cancel(
-            w, received, support.hold_stock_request, "b"
-        )
-        wait_for(lambda: second.state == "REVOKED", 30, "the second task to be revoked")
-        wait_for(lambda: received[second.id].acknowledged, 10, "its message to be acknowledged")
-    assert queued(queues.DEFAULT) == 0
-    assert runs_of("b") == 1
+    second = kill_the_next_task_with_an_earlier_ones_cancel(
+        worker_process, support.hold_stock_request, "b"
+    )
+    wait_for(lambda: second.state == "REVOKED", 30, "the second task to be revoked")
+    wait_for(lambda: unacked() == 0, 30, "its message to be acknowledged")
+    assert (runs_of("b"), queued(queues.DEFAULT)) == (1, 0)
 
 
 def test_a_retry_that_cannot_be_published_puts_the_message_back(worker: Any) -> None:

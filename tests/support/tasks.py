@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from typing import Any
 
 import psycopg2
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.worker.control import control_command
 from kombu import Connection
 
 from celeryref import db
@@ -163,3 +165,31 @@ def retry_unpublished(self: Any, label: str) -> dict[str, Any]:
 def retry_unpublished_stock(self: Any, label: str) -> dict[str, Any]:
     """:func:`retry_unpublished` on Celery's own task class (the control of finding F15)."""
     return _retry_through_unreachable_broker(self, label)
+
+
+# -- worker-side hooks (registered in every worker that imports this module) ------------
+
+#: The worker-side request of the tasks this worker received, newest last (bounded).
+RECEIVED: OrderedDict[str, Any] = OrderedDict()
+
+
+@signals.task_received.connect
+def _keep_request(sender: Any = None, request: Any = None, **_: Any) -> None:
+    if request is not None:
+        RECEIVED[request.id] = request
+        while len(RECEIVED) > 1000:
+            RECEIVED.popitem(last=False)
+
+
+@control_command(args=[("task_id", str), ("running_id", str)], signature="<task_id> <running_id>")
+def cancel_finished_request(state: Any, task_id: str, running_id: str) -> dict[str, Any]:
+    """Cancel the (finished) request ``task_id`` as Celery cancels every request it thinks
+    is running after a lost broker connection, while ``running_id`` runs in the same pool
+    process: the race of finding F15, made deterministic."""
+    finished, running = RECEIVED.get(task_id), RECEIVED.get(running_id)
+    if finished is None or running is None or not running.time_start:
+        return {"error": f"{task_id} or {running_id} not received, or not started"}
+    if finished.worker_pid != running.worker_pid:
+        return {"error": f"pids differ: {finished.worker_pid} != {running.worker_pid}"}
+    finished.cancel(state.consumer.pool)
+    return {"ok": f"cancelled {task_id}, process {finished.worker_pid}"}
