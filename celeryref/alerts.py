@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
-import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from celeryref import smtp
 from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,8 +37,6 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 #: Seconds to connect and seconds to wait for the answer of a webhook POST.
 DEFAULT_WEBHOOK_TIMEOUT = (3.05, 10.0)
-#: Seconds each SMTP socket operation may take (connect, every command).
-DEFAULT_SMTP_TIMEOUT = 10.0
 
 #: HTTP 4xx answers that mean "later", not "never".
 _RETRYABLE_4XX = frozenset({408, 429})
@@ -163,18 +159,9 @@ def send_webhook(
 
 def build_email(alert: Alert, sender: str, recipients: list[str]) -> EmailMessage:
     """The plain-text message :func:`send_email` sends."""
-    message = EmailMessage()
-    message["Subject"] = alert.subject
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    # An explicit domain: make_msgid() would otherwise resolve our FQDN (may block).
-    message["Message-ID"] = make_msgid(
-        domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-    )
+    message = smtp.build(sender, recipients, alert.subject, alert.as_text())
     message["X-Alert-Severity"] = alert.severity
     message["X-Alert-Source"] = " ".join(alert.source.split())
-    message.set_content(alert.as_text())
     return message
 
 
@@ -184,41 +171,21 @@ def send_email(
     port: int,
     sender: str,
     recipients: list[str],
-    timeout: float = DEFAULT_SMTP_TIMEOUT,
+    timeout: float = smtp.TIMEOUT,
 ) -> None:
-    """Send ``alert`` as plain text to ``recipients`` through the SMTP server.
+    """Send ``alert`` as plain text to ``recipients`` through the SMTP server
+    (:func:`celeryref.smtp.send`: its errors, transient or permanent).
 
     When some recipients are refused and others accepted, the message was delivered:
     the refusals are logged, nothing is raised (raising would re-send to the others).
     """
     if not recipients:
         raise ValueError("send_email needs at least one recipient")
-    where = f"{host}:{port}"
-    message = build_email(alert, sender, recipients)
-    try:
-        # local_hostname: the default getfqdn() may block on DNS, outside ``timeout``.
-        with smtplib.SMTP(host, port, timeout=timeout, local_hostname=socket.gethostname()) as smtp:
-            refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = {addr: code for addr, (code, _) in exc.recipients.items()}
-        text = f"SMTP {where} refused every recipient: {codes}"
-        if all(500 <= code < 600 for code in codes.values()):
-            raise BadRequestUpstream(text) from exc
-        raise UpstreamUnavailable(text) from exc
-    except smtplib.SMTPConnectError as exc:
-        raise UpstreamUnavailable(f"SMTP {where} refused the connection: {exc}") from exc
-    except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
-        reply = exc.smtp_error
-        reply_text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-        text = f"SMTP {where} answered {exc.smtp_code} {reply_text}"
-        if 500 <= exc.smtp_code < 600:
-            raise BadRequestUpstream(text) from exc
-        raise UpstreamUnavailable(text) from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        # SMTPServerDisconnected and friends; OSError covers refused, reset, timeout, DNS.
-        raise UpstreamUnavailable(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
+    refused = smtp.send(build_email(alert, sender, recipients), host, port, timeout)
     if refused:
-        logger.warning("alert %r: SMTP %s refused some recipients: %s", alert.title, where, refused)
+        logger.warning(
+            "alert %r: SMTP %s:%s refused some recipients: %s", alert.title, host, port, refused
+        )
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,18 @@
 """Notification e-mail: plain text over SMTP, every sending task logged in ``email_logs``.
 
 The SMTP server is the alerts' (``SMTP_HOST``/``SMTP_PORT``, sender
-``ALERT_EMAIL_FROM``): the ``mailsink`` service in development. Errors map onto
-:mod:`celeryref.errors` as :func:`celeryref.alerts.send_email` maps them: refused
-connections, timeouts and SMTP 4xx are transient; SMTP 5xx is permanent.
+``ALERT_EMAIL_FROM``): the ``mailsink`` service in development. Messages are built
+and sent by :mod:`celeryref.smtp`, the one SMTP client of the project.
 """
 
 from __future__ import annotations
 
-import smtplib
-import socket
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import parseaddr
 
 from celeryref import db
-from celeryref.errors import BadRequestUpstream, InvalidArguments, UpstreamUnavailable
+from celeryref.errors import InvalidArguments
 
-#: Seconds each SMTP operation may take.
-SMTP_TIMEOUT = 10.0
 #: Most recipients of one notification.
 MAX_RECIPIENTS = 50
 #: Longest subject (characters) and body (characters).
@@ -38,36 +31,6 @@ def check_message(recipients: object, subject: object, body: object) -> list[str
     if not isinstance(body, str) or len(body) > MAX_BODY:
         raise InvalidArguments(f"body must be text of at most {MAX_BODY} characters")
     return list(recipients)
-
-
-def build(sender: str, recipients: Sequence[str], subject: str, body: str) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = " ".join(subject.split())  # a newline would inject headers
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or "local")
-    message.set_content(body)
-    return message
-
-
-def send(message: EmailMessage, host: str, port: int, timeout: float = SMTP_TIMEOUT) -> None:
-    """Deliver ``message`` to its ``From``/``To`` through ``host:port``."""
-    where = f"{host}:{port}"
-    try:
-        with smtplib.SMTP(host, port, timeout=timeout, local_hostname=socket.gethostname()) as smtp:
-            smtp.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = {addr: code for addr, (code, _) in exc.recipients.items()}
-        error: type[Exception] = (
-            BadRequestUpstream if all(c >= 500 for c in codes.values()) else UpstreamUnavailable
-        )
-        raise error(f"SMTP {where} refused every recipient: {codes}") from exc
-    except smtplib.SMTPResponseException as exc:
-        error = BadRequestUpstream if exc.smtp_code >= 500 else UpstreamUnavailable
-        raise error(f"SMTP {where} answered {exc.smtp_code}: {exc.smtp_error!r}") from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise UpstreamUnavailable(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
 
 
 def log(

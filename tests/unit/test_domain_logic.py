@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from celeryref import imaging, mail, records
+from celeryref import imaging, mail, records, smtp
 from celeryref.errors import InvalidArguments
 from celeryref.follow_ups import Thresholds, decide, enabled
 from celeryref.tasks.default import users
@@ -119,7 +119,7 @@ def test_mail_arguments_are_checked_and_headers_cannot_be_injected() -> None:
     """Bad addresses are refused; a newline in the subject does not become a header."""
     with pytest.raises(InvalidArguments, match="not an e-mail address"):
         mail.check_message(["nobody"], "s", "b")
-    message = mail.build("a@x", ["b@y"], "hello\nBcc: evil@z", "body")
+    message = smtp.build("a@x", ["b@y"], "hello\nBcc: evil@z", "body")
     assert message["Subject"] == "hello Bcc: evil@z" and message["Bcc"] is None
 
 

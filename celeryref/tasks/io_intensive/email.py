@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import current_task
 
-from celeryref import mail
+from celeryref import mail, smtp
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
 from celeryref.retry import RetryPolicy
@@ -26,9 +26,9 @@ def deliver(task_id: str, recipients: Any, subject: Any, body: Any) -> dict[str,
     config = settings.alerts
     if not config.smtp_host:
         raise InvalidArguments("no SMTP server configured (SMTP_HOST)")
-    message = mail.build(config.sender, to, subject, body)
+    message = smtp.build(config.sender, to, subject, body)
     try:
-        mail.send(message, config.smtp_host, config.smtp_port)
+        smtp.send(message, config.smtp_host, config.smtp_port)
     except Exception as exc:
         mail.log(task_id, config.sender, to, subject, f"{type(exc).__name__}: {exc}")
         raise
