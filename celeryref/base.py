@@ -121,7 +121,8 @@ class BaseTask(Task):
         if delivery_guard.is_redelivery_loop(deliveries):
             reason = (
                 f"{self.name}[{request.id}] delivered {deliveries} times "
-                "(its worker process keeps dying); refusing to run it again"
+                "without an outcome (its worker process died, or its message was "
+                "requeued each time); refusing to run it again"
             )
             self._dead_letter(
                 args,

@@ -91,6 +91,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # attempts of up to 5 s each, held an API request for about 2 minutes).
         "task_publish_retry_policy": retry_policy,
         "result_backend_transport_options": {"retry_policy": retry_policy},
+        # Retry a whole result write/read, not only kombu's part of it: Celery 5.7
+        # reads the stored state first, outside the retry policy above (F16).
+        "result_backend_always_retry": s.result_store_retries > 0,
+        "result_backend_max_retries": s.result_store_retries,
+        "result_backend_max_sleep_between_retries_ms": 1000,
         "redis_socket_timeout": s.redis_socket_timeout,
         "redis_socket_connect_timeout": s.redis_socket_timeout,
         "broker_connection_retry_on_startup": True,

@@ -105,6 +105,12 @@ class Settings:
     #: attempt may wait ``redis_socket_timeout``. Low for clients (the API answers 503
     #: soon), Celery's 20 for workers (they ride out a Redis restart instead).
     redis_max_retries: int = 1
+    #: Retries of a whole result write or read (Celery's ``result_backend_always_retry``)
+    #: that could not reach Redis. Celery 5.7 reads the stored state before it writes a
+    #: result, and that read is outside kombu's retry policy: without these a task that
+    #: succeeded while Redis restarted was recorded FAILURE. 0 for clients (the API
+    #: answers 503 at once); workers ride out a restart (compose: 20).
+    result_store_retries: int = 0
     #: A pool process is replaced after this many tasks.
     worker_max_tasks_per_child: int = 1_000
     #: A pool process is replaced after its resident memory exceeds this (KiB).
@@ -188,9 +194,11 @@ class Settings:
             self.worker_soft_shutdown_timeout < 0
             or self.redis_socket_timeout <= 0
             or self.redis_max_retries < 0
+            or self.result_store_retries < 0
         ):
             raise SettingsError(
-                "WORKER_SOFT_SHUTDOWN_TIMEOUT and REDIS_MAX_RETRIES must be >= 0, "
+                "WORKER_SOFT_SHUTDOWN_TIMEOUT, REDIS_MAX_RETRIES and RESULT_STORE_RETRIES "
+                "must be >= 0, "
                 "REDIS_SOCKET_TIMEOUT > 0"
             )
         if self.max_deliveries < 1:
@@ -241,6 +249,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         redis_socket_timeout=_float(e, "REDIS_SOCKET_TIMEOUT", d.redis_socket_timeout),
         redis_max_retries=_int(e, "REDIS_MAX_RETRIES", d.redis_max_retries),
+        result_store_retries=_int(e, "RESULT_STORE_RETRIES", d.result_store_retries),
         worker_max_tasks_per_child=_int(
             e, "WORKER_MAX_TASKS_PER_CHILD", d.worker_max_tasks_per_child
         ),

@@ -116,6 +116,41 @@ def clean_state(services: None) -> Iterator[None]:
 WorkerFactory = Callable[..., AbstractContextManager[Any]]
 
 
+#: A Redis of its own for the tests that stop one: stopping the tier's Redis would break
+#: the connections the app's pools keep for the tests that follow.
+SPARE_PROJECT = f"{COMPOSE_PROJECT}-spare"
+SPARE_REDIS_PORT = str(int(IT_REDIS_PORT) + 1)
+
+
+def spare(*args: str) -> subprocess.CompletedProcess[str]:
+    """``docker compose`` on the spare Redis's project."""
+    return compose(*args, project=SPARE_PROJECT, redis_port=SPARE_REDIS_PORT)
+
+
+def on_spare(url: str) -> str:
+    """``url`` (one of the tier's Redis URLs) pointed at the spare Redis instead."""
+    moved = url.replace(f":{IT_REDIS_PORT}/", f":{SPARE_REDIS_PORT}/")
+    assert moved != url, url
+    return moved
+
+
+@pytest.fixture
+def spare_redis(clean_state: None) -> Iterator[tuple[str, redis.Redis]]:
+    """A second Redis (the deployment's service, another compose project): its broker URL
+    and a client; removed afterwards."""
+    from celeryref.settings import settings
+
+    if not docker_compose_available():
+        missing("docker compose is needed to start a spare Redis")
+    up = spare("up", "-d", "--wait", "redis")
+    assert up.returncode == 0, up.stderr
+    url = on_spare(settings.broker_url)
+    try:
+        yield url, redis.Redis.from_url(url)
+    finally:
+        spare("down", "-v")
+
+
 def await_ping(
     node: str, problem: str, alive: Callable[[], bool] = lambda: True, seconds: float = 60
 ) -> None:

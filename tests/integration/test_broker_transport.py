@@ -5,7 +5,6 @@ the worker, and must not lose the channel's unacknowledged message."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,7 @@ from kombu.transport import redis as kombu_redis
 from celeryref import broker_transport
 from celeryref.celery_app import app
 from celeryref.settings import settings
-from tests.conftest import IT_REDIS_PORT, docker_compose_available, missing
-from tests.integration.conftest import COMPOSE_PROJECT, compose
+from tests.integration.conftest import spare
 
 QUEUE = Queue("f12-test", Exchange("f12-test", type="direct"), routing_key="f12-test")
 
@@ -73,32 +71,6 @@ def test_kombus_own_channel_still_crashes_there(
     monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
     _, raised = close_like_celery_after_a_failed_first_close()
     assert isinstance(raised, AttributeError), raised
-
-
-#: A Redis of its own for the test that stops one: stopping the tier's Redis would break
-#: the connections the app's pools keep for the tests that follow.
-SPARE_PROJECT = f"{COMPOSE_PROJECT}-spare"
-SPARE_REDIS_PORT = str(int(IT_REDIS_PORT) + 1)
-
-
-def spare(*args: str) -> subprocess.CompletedProcess[str]:
-    return compose(*args, project=SPARE_PROJECT, redis_port=SPARE_REDIS_PORT)
-
-
-@pytest.fixture
-def spare_redis(clean_state: None) -> Iterator[tuple[str, redis.Redis]]:
-    """A second Redis (the deployment's service, another compose project): its URL and a
-    client; removed afterwards."""
-    if not docker_compose_available():
-        missing("docker compose is needed to start a spare Redis")
-    up = spare("up", "-d", "--wait", "redis")
-    assert up.returncode == 0, up.stderr
-    url = settings.broker_url.replace(f":{IT_REDIS_PORT}/", f":{SPARE_REDIS_PORT}/")
-    assert url != settings.broker_url, settings.broker_url
-    try:
-        yield url, redis.Redis.from_url(url)
-    finally:
-        spare("down", "-v")
 
 
 def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(

@@ -57,6 +57,14 @@ def test_long_task_settings() -> None:
     assert CONFIG["worker_max_memory_per_child"] == s.worker_max_memory_per_child_kib
 
 
+def test_only_workers_retry_a_whole_result_store() -> None:
+    """Clients fail fast (the API answers 503); workers ride out a Redis restart."""
+    assert CONFIG["result_backend_always_retry"] is False
+    worker = celery_config(load_settings({"RESULT_STORE_RETRIES": "20"}))
+    assert worker["result_backend_always_retry"] is True
+    assert worker["result_backend_max_retries"] == 20
+
+
 def test_beat_schedule_matches_the_spec() -> None:
     """SPEC F2: hourly, 02:00 daily, 5-minute health check at top priority, 30 s job
     with args and kwargs, Monday 09:00, 1st of the month 00:00."""

@@ -103,6 +103,16 @@ def test_a_stopping_worker_requeues_what_it_cannot_finish_before_the_sigkill(
         assert seconds(services[name]["stop_grace_period"]) >= window + 20, name
 
 
+def test_only_workers_wait_out_a_redis_restart_when_storing_results(
+    services: dict[str, Any],
+) -> None:
+    """F16: a worker retries a result store through a Redis restart; the API does not
+    (it answers 503 at once)."""
+    for name in WORKERS:
+        assert int(services[name]["environment"]["RESULT_STORE_RETRIES"]) >= 10, name
+    assert "RESULT_STORE_RETRIES" not in services["app"]["environment"]
+
+
 def test_python_services_wait_for_the_schema(services: dict[str, Any]) -> None:
     for name in PYTHON_SERVICES:
         deps = services[name]["depends_on"]

@@ -48,6 +48,7 @@ def test_real_secrets_are_accepted_in_production() -> None:
         ({"TASK_SOFT_TIME_LIMIT": "300", "TASK_TIME_LIMIT": "300"}, "SOFT_TIME_LIMIT"),
         ({"TASK_TIME_LIMIT": "4000"}, "VISIBILITY_TIMEOUT"),
         ({"MAX_DELIVERIES": "0"}, "MAX_DELIVERIES"),
+        ({"RESULT_STORE_RETRIES": "-1"}, "RESULT_STORE_RETRIES"),
         ({"REDIS_PORT": "six"}, "REDIS_PORT must be an integer"),
     ],
 )
