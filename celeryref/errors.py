@@ -30,7 +30,7 @@ import kombu.exceptions
 import psycopg2
 import redis
 import requests
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import BackendError, SoftTimeLimitExceeded, TimeLimitExceeded
 
 
 class TaskError(Exception):
@@ -123,6 +123,8 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
         (redis.TimeoutError, _T, Severity.HIGH, "redis_unavailable"),
         # what a publish (a retry, a chained task) raises once kombu gave up on the broker
         (kombu.exceptions.OperationalError, _T, Severity.HIGH, "broker_unavailable"),
+        # a result store/read that still could not reach Redis after RESULT_STORE_RETRIES
+        (BackendError, _T, Severity.HIGH, "result_store_unavailable"),
         (psycopg2.OperationalError, _T, Severity.HIGH, "database_unavailable"),
         (psycopg2.InterfaceError, _T, Severity.HIGH, "database_unavailable"),
         (psycopg2.IntegrityError, _P, Severity.HIGH, "database_integrity"),

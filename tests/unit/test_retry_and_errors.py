@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 import redis
 import requests
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import BackendStoreError, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from celeryref import retry
 from celeryref.errors import (
@@ -91,6 +91,7 @@ def _http_error(status: int) -> requests.HTTPError:
         (requests.exceptions.ChunkedEncodingError("cut"), True, "upstream_unavailable"),
         (redis.ConnectionError("x"), True, "redis_unavailable"),
         (kombu.exceptions.OperationalError("x"), True, "broker_unavailable"),
+        (BackendStoreError("x", state="SUCCESS", task_id="t"), True, "result_store_unavailable"),
         (psycopg2.IntegrityError("x"), False, "database_integrity"),
         (RuntimeError("a bug"), False, "unexpected"),
     ],
