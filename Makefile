@@ -40,7 +40,7 @@ ps: ## Show services, state and health
 scale: ## Scale a worker service: make scale SERVICE=worker-cpu N=3
 	$(COMPOSE) up -d --wait --no-recreate --scale $(SERVICE)=$(N)
 
-demo: ## Submit a sample task to every queue and print results (stack must be up)
+demo: ## A task on every queue, then every pattern (canvas, workflow, map-reduce job), checked (stack must be up)
 	$(COMPOSE) exec -T app python -m celeryref.client demo
 
 queues: ## Print the waiting messages per queue (the scaling signal)

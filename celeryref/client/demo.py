@@ -1,8 +1,10 @@
-"""``demo``: submit sample work to every queue and print a summary table.
+"""``demo``: submit sample work to every queue and run every pattern; two summary tables.
 
-This is the simple client of the source material: it shows live progress of the
-long task, then one row per task with its queue, the worker that ran it and the
-result.
+The first part is the simple client of the source material: it shows live progress
+of the long task, then one row per task with its queue, the worker that ran it and
+the result. The second runs every pattern of :mod:`celeryref.client.patterns`
+(canvas, a DAG workflow, a map-reduce job), each row checked against the value it
+must produce.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from celery.result import AsyncResult
 
 from celeryref import monitoring, queues, submission
 from celeryref.celery_app import app
+from celeryref.client import patterns
 from celeryref.client.progress_bar import watch
 
 
@@ -55,6 +58,7 @@ def demo(fetch_url: str, timeout: float, out: TextIO) -> int:
     out.write(f"queue depths before: {monitoring.queue_depths()}\n")
     started = time.monotonic()
     rows = submit_samples(fetch_url)
+    started_patterns = patterns.start()
     watch(rows[3].result, out, timeout, label="  long_task ")
     failures = 0
     out.write(f"{'task':<32} {'queue':<14} {'worker':<30} result\n")
@@ -65,6 +69,10 @@ def demo(fetch_url: str, timeout: float, out: TextIO) -> int:
         except Exception as exc:
             value, worker, failures = f"FAILED: {exc!r}", "-", failures + 1
         out.write(f"{row.name:<32} {row.queue:<14} {worker:<30} {value}\n")
+    out.write(f"{len(rows) - failures} succeeded, {failures} failed\n\n")
+    wrong = patterns.report(started_patterns, timeout, out)
     elapsed = time.monotonic() - started
-    out.write(f"{len(rows) - failures} succeeded, {failures} failed in {elapsed:.1f}s\n")
-    return 1 if failures else 0
+    out.write(
+        f"patterns: {len(started_patterns) - wrong} ok, {wrong} wrong; {elapsed:.1f}s in all\n"
+    )
+    return 1 if failures or wrong else 0

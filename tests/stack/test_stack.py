@@ -28,6 +28,18 @@ PYTHON_LONG_RUNNING = [
     "flower",
 ]
 TASKS = f"{queues.TASK_PACKAGE}"
+#: How each row of the demo's pattern table begins (celeryref/client/patterns.py).
+PATTERN_ROWS = (
+    "chain ",
+    "group ",
+    "chord: ",
+    "chunks: ",
+    "map: ",
+    "starmap: ",
+    "map-reduce chord ",
+    "workflow data_processing ",
+    "map-reduce job, ",
+)
 
 
 def test_stack_comes_up_healthy_from_nothing(stack: Stack) -> None:
@@ -99,13 +111,17 @@ def test_scaled_cpu_workers_all_consume_and_flower_lists_them(stack: Stack) -> N
         stack.up("--scale", "worker-cpu=1")
 
 
-def test_demo_client_runs_a_task_on_every_queue(stack: Stack) -> None:
-    """`make demo`: the client in the app container gets every sample result back."""
+def test_demo_client_runs_a_task_on_every_queue_and_every_pattern(stack: Stack) -> None:
+    """`make demo`: the client in the app container gets every sample result back, and
+    every pattern (canvas, workflow, map-reduce job) returns its checked value."""
     out = stack.compose("exec", "-T", "app", "python", "-m", "celeryref.client", "demo")
     assert "7 succeeded, 0 failed" in out, out
     assert "% step " in out, out  # live PROGRESS lines of long_task
     for queue in queues.ALL_QUEUES:
         assert f" {queue} " in out, out
+    checks = [line for line in out.splitlines() if line.startswith(PATTERN_ROWS)]
+    assert len(checks) == len(PATTERN_ROWS) and all(" ok " in c for c in checks), out
+    assert f"patterns: {len(PATTERN_ROWS)} ok, 0 wrong" in out, out
 
 
 def test_flower_refuses_anonymous_and_serves_authenticated(stack: Stack) -> None:
