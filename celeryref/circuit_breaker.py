@@ -1,4 +1,4 @@
-"""A circuit breaker shared by every worker process, with a last-good-response fallback.
+"""A circuit breaker shared by every worker process (its fallback: :mod:`celeryref.fallback`).
 
 ::
 
@@ -15,12 +15,11 @@ latest probe was admitted, so a lost probe cannot keep the breaker half-open for
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 
@@ -33,9 +32,6 @@ T = TypeVar("T")
 
 #: Seconds to wait when every half-open probe slot is taken: a probe settles quickly.
 HALF_OPEN_RETRY_AFTER = 1.0
-
-#: Seconds a last good response stays servable by :class:`FallbackCache`.
-FALLBACK_TTL = 86400.0
 
 # KEYS[1] is the hash; scripts return the new state on a transition. ARGV: now, reset_timeout,
 # half_open_max_calls, HALF_OPEN_RETRY_AFTER. Returns {admitted, retry_after, new state}.
@@ -209,46 +205,3 @@ class CircuitBreaker:
     def _log(self, new_state: bytes | None) -> None:
         if new_state:
             logger.warning("circuit %r is now %s", self.name, new_state.decode())
-
-
-class FallbackCache:
-    """The last good response for ``name``, as JSON (never pickle), kept ``ttl`` seconds."""
-
-    def __init__(
-        self, name: str, client: redis.Redis | None = None, ttl: float = FALLBACK_TTL
-    ) -> None:
-        self.client = client if client is not None else redis_state.client()
-        self.key = redis_state.key("breaker", name, "last")
-        self.ttl_ms = int(ttl * 1000)
-
-    def store(self, value: Any) -> None:
-        """Keep ``value``; ``TypeError`` if it is not JSON-serializable."""
-        self.client.set(self.key, json.dumps(value), px=self.ttl_ms)
-
-    def load(self) -> Any | None:
-        """The stored value; ``None`` when nothing (or ``None``) is stored."""
-        raw = self.client.get(self.key)
-        return None if raw is None else json.loads(raw)
-
-
-def call_with_fallback(
-    breaker: CircuitBreaker,
-    fn: Callable[[], Any],
-    cache: FallbackCache,
-    counts_as_failure: Callable[[BaseException], bool] = is_counted_failure,
-) -> tuple[Any, bool]:
-    """``(result, False)`` after caching a fresh result. ``(cached, True)`` when the
-    circuit is open or ``fn`` failed in a counted way and something is cached; else the
-    original exception (``CircuitOpen``, the failure, an uncounted error) is raised."""
-    try:
-        result = breaker.call(fn, counts_as_failure)
-    except Exception as exc:
-        if not (isinstance(exc, CircuitOpen) or counts_as_failure(exc)):
-            raise
-        cached = cache.load()
-        if cached is None:
-            raise
-        logger.warning("circuit %r: serving the cached response (%s)", breaker.name, exc)
-        return cached, True
-    cache.store(result)
-    return result, False

@@ -23,10 +23,9 @@ from celeryref.circuit_breaker import (
     BreakerConfig,
     BreakerState,
     CircuitBreaker,
-    FallbackCache,
-    call_with_fallback,
 )
 from celeryref.errors import BadRequestUpstream, CircuitOpen, UpstreamUnavailable
+from celeryref.fallback import FallbackCache, call_with_fallback
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("clean_state")

@@ -8,8 +8,9 @@ from typing import Any
 import requests
 
 from celeryref.celery_app import app
-from celeryref.circuit_breaker import CircuitBreaker, FallbackCache, call_with_fallback
+from celeryref.circuit_breaker import CircuitBreaker
 from celeryref.errors import UpstreamUnavailable
+from celeryref.fallback import FallbackCache, call_with_fallback
 from celeryref.http import (
     DEFAULT_TIMEOUT,
     MAX_BODY_BYTES,
