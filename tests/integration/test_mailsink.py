@@ -1,5 +1,5 @@
 """The mail sink as the deployment runs it: ``python -m celeryref.mailsink`` in its own
-process, fed over real SMTP by :func:`celeryref.alerts.send_email`, read back over HTTP.
+process, fed over real SMTP by :func:`celeryref.alert_channels.send_email`, read back over HTTP.
 
 Needs no Redis or Postgres.
 """
@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from celeryref.alerts import Alert, send_email
+from celeryref.alert_channels import send_email
+from celeryref.alerts import Alert
 from tests.conftest import ROOT, wait_for
 
 #: Seconds the sink may take to start answering /healthz, or to exit after SIGTERM.

@@ -20,14 +20,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from celeryref.alerts import (
-    Alert,
-    AlertConfig,
-    deliver,
-    redact_url,
-    send_email,
-    send_webhook,
-)
+from celeryref.alert_channels import redact_url, send_email, send_webhook
+from celeryref.alerts import Alert, AlertConfig, deliver
 from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
 
 SECRET = "T000/B000/s3cr3t-token"
