@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celeryref import alert_channels
-from celeryref.alert_channels import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class AlertConfig:
         webhook_url = env.get("ALERT_WEBHOOK_URL", "").strip() or None
         if webhook_url and not webhook_url.lower().startswith(("http://", "https://")):
             raise ValueError(
-                f"ALERT_WEBHOOK_URL must be an http(s) URL, got {redact_url(webhook_url)}"
+                f"ALERT_WEBHOOK_URL must be an http(s) URL, got {alert_channels.redact_url(webhook_url)}"
             )
         smtp_host = env.get("SMTP_HOST", "").strip() or None
         raw_port = env.get("SMTP_PORT", "").strip()
