@@ -105,9 +105,8 @@ class AlertConfig:
         default = cls()
         webhook_url = env.get("ALERT_WEBHOOK_URL", "").strip() or None
         if webhook_url and not webhook_url.lower().startswith(("http://", "https://")):
-            raise ValueError(
-                f"ALERT_WEBHOOK_URL must be an http(s) URL, got {alert_channels.redact_url(webhook_url)}"
-            )
+            shown = alert_channels.redact_url(webhook_url)
+            raise ValueError(f"ALERT_WEBHOOK_URL must be an http(s) URL, got {shown}")
         smtp_host = env.get("SMTP_HOST", "").strip() or None
         raw_port = env.get("SMTP_PORT", "").strip()
         try:
