@@ -43,7 +43,7 @@ def submit_samples(fetch_url: str) -> list[Row]:
         Row("add(2, 3)", queues.DEFAULT, send("add", {"x": 2, "y": 3})),
         Row("multiply(4, 5)", queues.DEFAULT, send("multiply", {"x": 4, "y": 5})),
         Row("summarize([1..5])", queues.DEFAULT, send("summarize", {"numbers": [1, 2, 3, 4, 5]})),
-        Row("long_task(10)", queues.CPU_INTENSIVE, send("long_task", {"n": 10, "work": 200_000})),
+        Row("long_task(10)", queues.CPU_INTENSIVE, send("long_task", {"n": 10, "work": 1_000_000})),
         Row("fetch_url(url)", queues.IO_INTENSIVE, send("fetch_url", {"url": fetch_url})),
         Row(
             "health_check (top priority)",

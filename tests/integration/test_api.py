@@ -118,7 +118,7 @@ def test_submit_poll_result(client: TestClient, worker: Any) -> None:
 
 def test_progress_is_visible_while_a_long_task_runs(client: TestClient, worker: Any) -> None:
     task_id = client.post(
-        "/tasks", json={"task": "long_task", "args": {"n": 20, "work": 50_000}}, headers=AUTH
+        "/tasks", json={"task": "long_task", "args": {"n": 20, "work": 200_000}}, headers=AUTH
     ).json()["task_id"]
     seen = []
     with worker(queues.CPU_INTENSIVE):

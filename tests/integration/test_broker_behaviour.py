@@ -78,7 +78,7 @@ def test_a_task_sent_by_name_gets_the_default_priority_not_the_top_one(
 
 def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:
     """A client polling ``long_task`` sees PROGRESS meta with current/total, then SUCCESS."""
-    result = cpu_intensive.long_task.delay(8, work=60_000)
+    result = cpu_intensive.long_task.delay(8, work=200_000)
     seen: list[dict[str, Any]] = []
     with worker(queues.CPU_INTENSIVE):
         deadline = time.monotonic() + 60
