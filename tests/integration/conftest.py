@@ -87,8 +87,27 @@ def services() -> Iterator[None]:
         cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     migrate()
     yield
+    _release_result_subscriptions()
     if started and not os.environ.get("KEEP_SERVICES"):
         compose("down", "-v", "--remove-orphans")
+
+
+def _release_result_subscriptions() -> None:
+    """Close the client's result pub/sub before the tier's Redis goes away.
+
+    AsyncResult objects the garbage collector finds at interpreter exit unsubscribe
+    in ``__del__``; with Redis stopped each printed a "Retry limit exceeded"
+    traceback after the summary. With no pub/sub, Celery's ``cancel_for`` skips it.
+    Every consumer, not only ``app.backend``'s: the backend is per thread, and tests
+    build apps of their own.
+    """
+    import gc
+
+    from celery.backends.redis import ResultConsumer
+
+    for consumer in [o for o in gc.get_objects() if isinstance(o, ResultConsumer)]:
+        consumer.stop()
+        consumer._pubsub = None
 
 
 @pytest.fixture
