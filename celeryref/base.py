@@ -11,8 +11,8 @@ Per attempt it:
 4. on an exception: logs it to the bounded error log, runs the error callbacks for
    its type (:mod:`celeryref.error_log`), classifies it (:mod:`celeryref.errors`);
    a transient error is retried with the task's :class:`~celeryref.retry.RetryPolicy`;
-   a permanent one, or a transient one out of retries, is dead-lettered
-   (:mod:`celeryref.dead_letters`) and operators are alerted on the ``priority`` queue.
+   a permanent one, or a transient one out of retries, is dead-lettered and operators
+   are alerted on the ``priority`` queue (:mod:`celeryref.dead_lettering`).
 
 Task options (``@app.task(idempotent=True, retry_policy=RetryPolicy(...))``):
 ``idempotent``, ``retry_policy``, ``alert_on_dead_letter``.
@@ -20,7 +20,6 @@ Task options (``@app.task(idempotent=True, retry_policy=RetryPolicy(...))``):
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -29,19 +28,12 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 
-from celeryref import dead_letters, delivery_guard, error_log, idempotency, redis_state
+from celeryref import dead_lettering, delivery_guard, error_log, idempotency
 from celeryref.errors import CircuitOpen, Classification, Severity, classify
 from celeryref.retry import RetryPolicy, policy_for
 from celeryref.settings import settings
 
 logger = logging.getLogger("celeryref.tasks")
-
-#: Task that delivers operator alerts (it must not alert about itself).
-NOTIFY_TASK = "celeryref.tasks.priority.notify_operators"
-#: Header with a caller-chosen idempotency key.
-IDEMPOTENCY_HEADER = "idempotency_key"
-#: Redis list holding dead letters that could not be written to Postgres.
-UNRECORDED_KEY = redis_state.key("dead_letters", "unrecorded")
 
 _FLOW_CONTROL = (Retry, Ignore, Reject)
 
@@ -104,7 +96,9 @@ class BaseTask(Task):
                 cause,
             )
             raise Reject(cause, requeue=True) from cause
-        self._dead_letter(self.request.args, self.request.kwargs, cause, None, classification)
+        dead_lettering.dead_letter(
+            self, self.request.args, self.request.kwargs, cause, None, classification
+        )
 
     # -- the attempt -------------------------------------------------------------
 
@@ -124,7 +118,8 @@ class BaseTask(Task):
                 "without an outcome (its worker process died, or its message was "
                 "requeued each time); refusing to run it again"
             )
-            self._dead_letter(
+            dead_lettering.dead_letter(
+                self,
                 args,
                 kwargs,
                 Reject(reason),
@@ -190,7 +185,7 @@ class BaseTask(Task):
 
     def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The caller's key (header ``idempotency_key``) or one derived from the arguments."""
-        given = getattr(self.request, IDEMPOTENCY_HEADER, None)
+        given = getattr(self.request, idempotency.HEADER, None)
         if given is not None:
             return f"{self.name}:{idempotency.validate_key(given)}"
         return idempotency.derive_key(self.name, list(args), kwargs)
@@ -238,11 +233,13 @@ class BaseTask(Task):
                 countdown,
             )
             if classification.severity >= Severity.CRITICAL and request.retries == 0:
-                self._alert(f"{self.name} hit a critical error", error, classification, None)
+                dead_lettering.alert(
+                    self, f"{self.name} hit a critical error", error, classification, None
+                )
             self._finished("retried", started, error)
             raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries)
         self._finished("dead_lettered", started, error)
-        self._dead_letter(args, kwargs, exc, traceback.format_exc(), classification)
+        dead_lettering.dead_letter(self, args, kwargs, exc, traceback.format_exc(), classification)
         raise exc
 
     def _policy(self) -> RetryPolicy:
@@ -252,87 +249,10 @@ class BaseTask(Task):
         """Whether this attempt's failure with ``exc`` is retried (else: dead letter)."""
         return classify(exc).transient and self._policy().allows(self.request.retries)
 
-    def _dead_letter(
-        self,
-        args: Any,
-        kwargs: Any,
-        exc: BaseException,
-        tb: str | None,
-        classification: Classification,
-        task_id: str | None = None,
-    ) -> None:
-        request = self.request
-        task_id = task_id or request.id
-        delivery_info = getattr(request, "delivery_info", None) or {}
-        headers = {
-            key: getattr(request, key)
-            for key in (IDEMPOTENCY_HEADER, dead_letters.REPLAY_HEADER)
-            if getattr(request, key, None) is not None
-        }
-        fields: dict[str, Any] = {
-            "task_id": task_id,
-            "task_name": self.name,
-            "queue": delivery_info.get("routing_key"),
-            "args": list(args or []),
-            "kwargs": dict(kwargs or {}),
-            "headers": headers,
-            "exc": exc,
-            "traceback": tb,
-            "classification": classification,
-            "retries": request.retries or 0,
-        }
-        try:
-            entry_id: int | None = dead_letters.record(**fields)
-            logger.error("task %s[%s] dead-lettered as #%s: %s", self.name, task_id, entry_id, exc)
-        except Exception:
-            # Postgres unavailable: keep the entry in Redis rather than lose it.
-            entry_id = None
-            logger.exception(
-                "dead-letter store unavailable; kept %s[%s] in Redis", self.name, task_id
-            )
-            fields.update(
-                exc=f"{type(exc).__name__}: {exc}", classification=classification.category
-            )
-            redis_state.client().lpush(UNRECORDED_KEY, json.dumps(fields, default=str))
-        if self.alert_on_dead_letter:
-            body = f"{type(exc).__name__}: {exc}"
-            self._alert(f"{self.name} dead-lettered", body, classification, entry_id, task_id)
-
-    def _alert(
-        self,
-        title: str,
-        body: str,
-        classification: Classification,
-        entry_id: int | None,
-        task_id: str | None = None,
-    ) -> None:
-        """Enqueue an operator notification on the ``priority`` queue at top priority."""
-        from celeryref import queues
-
-        try:
-            self.app.send_task(
-                NOTIFY_TASK,
-                kwargs={
-                    "title": title,
-                    "body": body,
-                    "severity": classification.severity.name.lower(),
-                    "source": self.name,
-                    "details": {
-                        "task_id": task_id or self.request.id,
-                        "category": classification.category,
-                        "dead_letter_id": entry_id,
-                    },
-                },
-                queue=queues.PRIORITY,
-                priority=queues.PRIORITY_TOP,
-            )
-        except Exception:
-            logger.exception("could not enqueue the operator alert for %s", self.name)
-
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         """Hard time limits kill the process before ``__call__`` sees them: dead-letter here."""
         if isinstance(exc, TimeLimitExceeded):
             tb = str(einfo) if einfo else None
-            self._dead_letter(args, kwargs, exc, tb, classify(exc), task_id=task_id)
+            dead_lettering.dead_letter(self, args, kwargs, exc, tb, classify(exc), task_id=task_id)

@@ -31,6 +31,8 @@ from psycopg2.extras import Json
 from celeryref import db
 from celeryref.errors import DuplicateInProgress, InvalidArguments
 
+#: Message header carrying a caller-chosen key.
+HEADER = "idempotency_key"
 #: Longest caller-supplied key accepted (characters).
 MAX_KEY_LENGTH = 200
 

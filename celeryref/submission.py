@@ -13,6 +13,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from celeryref import catalog, redis_state
+from celeryref.idempotency import HEADER as IDEMPOTENCY_HEADER
 from celeryref.idempotency import validate_key
 from celeryref.progress import PROGRESS
 from celeryref.settings import settings
@@ -33,7 +34,7 @@ def submit(
     """Validate and send one catalog task; raise ``InvalidArguments`` on bad input."""
     entry = catalog.lookup(public_name)
     kwargs = catalog.validate_args(entry, args)
-    headers = {"idempotency_key": validate_key(idempotency_key)} if idempotency_key else {}
+    headers = {IDEMPOTENCY_HEADER: validate_key(idempotency_key)} if idempotency_key else {}
     result = app.send_task(
         entry.task_name, kwargs=kwargs, queue=entry.queue, priority=priority, headers=headers
     )
