@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("--timeout", type=float, default=600.0)
 
     sub.add_parser("queues", help="waiting messages per queue")
-    sub.add_parser("workers", help="workers, their queues and load")
+    p_workers = sub.add_parser("workers", help="workers, their queues and load")
+    p_workers.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for replies (default 2)"
+    )
 
     p_dl = sub.add_parser("deadletters", help="list, show, replay or purge dead letters")
     dl = p_dl.add_subparsers(dest="action", required=True)

@@ -61,9 +61,13 @@ def queues_command(_: argparse.Namespace) -> int:
     return 0
 
 
-def workers_command(_: argparse.Namespace) -> int:
-    inspect = app.control.inspect(timeout=1.0)
+def workers_command(args: argparse.Namespace) -> int:
+    """One line per worker that answers within ``--timeout``; exit 1 if none does."""
+    inspect = app.control.inspect(timeout=args.timeout)
     queues = inspect.active_queues() or {}
+    if not queues:
+        sys.stderr.write(f"no worker answered within {args.timeout}s\n")
+        return 1
     active = inspect.active() or {}
     for name in sorted(queues):
         consumed = ",".join(sorted(q["name"] for q in queues[name]))

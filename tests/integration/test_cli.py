@@ -58,5 +58,8 @@ def test_queues_and_workers(worker: Any, capsys: pytest.CaptureFixture[str]) -> 
     assert cli(["queues"]) == 0
     assert "default        1" in capsys.readouterr().out
     with worker(queues.PRIORITY):
-        assert cli(["workers"]) == 0
-    assert "priority@" in capsys.readouterr().out
+        # Replies are collected for the whole --timeout: 5 s keeps a slow reply in.
+        assert cli(["workers", "--timeout", "5"]) == 0
+        assert "priority@" in capsys.readouterr().out
+    assert cli(["workers", "--timeout", "0.5"]) == 1  # nobody answers now
+    assert "no worker answered within 0.5s" in capsys.readouterr().err
