@@ -21,6 +21,10 @@ RUN groupadd --system --gid 10001 celeryref \
 
 WORKDIR /srv
 COPY celeryref ./celeryref
+# Benchmark and fault-drill tasks: imported only where EXTRA_TASK_PACKAGES names
+# them (the bench and fault-suite overrides); production workers never register them.
+COPY bench ./bench
+COPY devtools ./devtools
 USER celeryref
 
 # Each compose service sets its own `command:` (exec form: the process gets SIGTERM).

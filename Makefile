@@ -54,13 +54,13 @@ $(BIN)/pytest: requirements.txt requirements-dev.txt
 venv: $(BIN)/pytest ## Create the host virtualenv with the test tools
 
 lint: $(BIN)/pytest ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check celeryref tests
-	$(BIN)/ruff format --check celeryref tests
+	$(BIN)/ruff check celeryref bench devtools tests
+	$(BIN)/ruff format --check celeryref bench devtools tests
 	$(BIN)/mypy
 
 format: $(BIN)/pytest ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix celeryref tests
-	$(BIN)/ruff format celeryref tests
+	$(BIN)/ruff check --fix celeryref bench devtools tests
+	$(BIN)/ruff format celeryref bench devtools tests
 
 test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Docker)
 	$(BIN)/pytest tests/unit
@@ -84,11 +84,11 @@ test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (do
 
 bench: $(BIN)/pytest ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
 	$(BIN)/pip install --quiet matplotlib==3.11.2
-	$(BIN)/python -m celeryref.bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
 
 bench-mapreduce: $(BIN)/pytest ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
 	$(BIN)/pip install --quiet matplotlib==3.11.2
-	$(BIN)/python -m celeryref.mapreduce.bench --items $(ITEMS) --repeat 2
+	$(BIN)/python -m bench.mapreduce.run --items $(ITEMS) --repeat 2
 
 offline-images: ## Build the stand-in base images from Debian packages (air-gapped)
 	bash docker/offline/build-images.sh

@@ -1,167 +1,36 @@
-"""The Celery application: settings applied, queues declared, task modules listed.
+"""The Celery application (the ``-A`` entry point): settings applied, task modules listed.
 
-No task code lives here. Every process (worker, beat, Flower, client) builds its
-app from :func:`create_app`, so they all agree on queues, serializers and limits.
+No task code and no setting lives here. Every process (worker, beat, Flower,
+client) builds its app from :func:`create_app`, so they all agree on queues,
+serializers and limits: configuration in :mod:`celeryref.app.config`, task
+discovery in :mod:`celeryref.app.discovery`, Celery/kombu changes in
+:mod:`celeryref.upstream`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pkgutil
-from typing import Any
-
 from celery import Celery
-from kombu.entity import Exchange, Queue
 
-from celeryref import broker_transport, delivery_guard, queues
-from celeryref.beat_schedule import beat_schedule
+from celeryref import upstream
+from celeryref.app.config import celery_config
+from celeryref.app.discovery import task_modules
 from celeryref.settings import Settings, settings
+from celeryref.upstream.app import App
 
 # Workers must survive a broker restart (Celery 5.7 crashes in one reconnect path).
-broker_transport.install()
-
-
-def task_modules() -> list[str]:
-    """Every module under ``celeryref.tasks.<queue>``: one package per queue.
-
-    A task's module path is its route (``celeryref.tasks.cpu_intensive.*`` runs on
-    ``cpu_intensive``), so adding a module under a queue's package is all it takes.
-    """
-    modules = []
-    for queue in queues.ALL_QUEUES:
-        package = f"{queues.TASK_PACKAGE}.{queue}"
-        modules.append(package)
-        spec = importlib.util.find_spec(package)
-        locations = spec.submodule_search_locations if spec else None
-        for info in pkgutil.walk_packages(locations or [], prefix=f"{package}."):
-            modules.append(info.name)
-    return modules
-
-
-#: Task modules; imported by every worker.
-TASK_MODULES = task_modules()
-
-
-def celery_config(s: Settings) -> dict[str, Any]:
-    """Celery settings derived from :class:`~celeryref.settings.Settings`."""
-    retry_policy = {
-        "max_retries": s.redis_max_retries,
-        "interval_start": 0,
-        "interval_step": 0.5,
-        "interval_max": 1,
-    }
-    return {
-        "broker_url": s.broker_url,
-        "result_backend": s.result_backend_url,
-        # Never pickle: a message must not be able to run code on deserialization.
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "event_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
-        "enable_utc": True,
-        "timezone": s.timezone,
-        "result_expires": s.result_expires,
-        # Store name, args and queue with the result so status views can show them.
-        "result_extended": True,
-        # Queues are declared here only: a typo in a route fails loudly.
-        "task_queues": [
-            Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in queues.ALL_QUEUES
-        ],
-        "task_default_queue": queues.DEFAULT,
-        "task_default_exchange": queues.DEFAULT,
-        "task_default_routing_key": queues.DEFAULT,
-        "task_create_missing_queues": False,
-        "task_routes": queues.task_routes(),
-        # kombu defaults an unset priority to 0, the *highest* on Redis.
-        "task_default_priority": queues.PRIORITY_NORMAL,
-        "task_queue_max_priority": max(queues.PRIORITY_STEPS),
-        "broker_transport_options": {
-            "visibility_timeout": s.broker_visibility_timeout,
-            "priority_steps": list(queues.PRIORITY_STEPS),
-            "sep": queues.PRIORITY_SEP,
-            # A Redis that stops answering (paused, half-open TCP) fails a publish
-            # after this long instead of hanging the caller (kombu waits forever).
-            "socket_timeout": s.redis_socket_timeout,
-            "socket_connect_timeout": s.redis_socket_timeout,
-        },
-        # Each attempt may wait socket_timeout: few attempts bound a client's publish
-        # to a frozen Redis (Celery's defaults, 4 publish attempts and 21 result-store
-        # attempts of up to 5 s each, held an API request for about 2 minutes).
-        "task_publish_retry_policy": retry_policy,
-        "result_backend_transport_options": {"retry_policy": retry_policy},
-        # Retry a whole result write/read, not only kombu's part of it: Celery 5.7
-        # reads the stored state first, outside the retry policy above (F16).
-        "result_backend_always_retry": s.result_store_retries > 0,
-        "result_backend_max_retries": s.result_store_retries,
-        "result_backend_max_sleep_between_retries_ms": 1000,
-        "redis_socket_timeout": s.redis_socket_timeout,
-        "redis_socket_connect_timeout": s.redis_socket_timeout,
-        "broker_connection_retry_on_startup": True,
-        # With acks_late a task interrupted by a lost connection is redelivered;
-        # stop it here instead of letting two copies run. (Requests received but
-        # not started are left alone: celeryref.request.Request.cancel.)
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # SIGTERM (REMAP_SIGTERM=SIGQUIT in compose) gives running tasks this long,
-        # then cancels the rest and requeues their messages at once, before
-        # Docker's SIGKILL could strand them for the visibility timeout.
-        "worker_soft_shutdown_timeout": s.worker_soft_shutdown_timeout,
-        # Long tasks: acknowledge after the task ran, reserve one message per
-        # process, so a crash redelivers the task and nothing waits behind it.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_track_started": True,
-        "task_soft_time_limit": s.task_soft_time_limit,
-        "task_time_limit": s.task_time_limit,
-        "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
-        "worker_max_memory_per_child": s.worker_max_memory_per_child_kib,
-        # Refused messages (pickle, unknown task) are also dead-lettered.
-        "worker_consumer": "celeryref.consumer:RecordingConsumer",
-        # Events feed Flower and the metrics.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-        "beat_schedule": beat_schedule(s),
-        "beat_scheduler": "celeryref.beat_lock:SingleBeatScheduler",
-        # Wake at least this often (seconds) so the single-beat lock is renewed
-        # well within its TTL.
-        "beat_max_loop_interval": max(1.0, s.beat_lock_ttl / 4),
-    }
-
-
-class App(Celery):
-    """Celery whose ``send_task`` refuses delays the broker cannot hold and applies
-    ``task_default_priority`` to by-name sends too.
-
-    Every publish goes through ``send_task``: ``Task.apply_async``, canvas
-    signatures, retries, the API's by-name submissions and dead-letter replays.
-    Celery applies ``task_default_priority`` only in ``Task.apply_async``; a by-name
-    send without a priority would land on Redis priority 0, the *highest*, and
-    overtake all normal work.
-    """
-
-    def send_task(
-        self,
-        name: str,
-        args: Any = None,
-        kwargs: Any = None,
-        countdown: float | None = None,
-        eta: Any = None,
-        **options: Any,
-    ) -> Any:
-        delivery_guard.check_delay(countdown, eta)
-        if options.get("priority") is None:
-            options["priority"] = self.conf.task_default_priority
-        return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+upstream.install()
 
 
 def create_app(s: Settings = settings) -> Celery:
     """Build the Celery app for settings ``s``."""
-    celery = App("celeryref", include=TASK_MODULES, task_cls="celeryref.base:BaseTask")
+    celery = App(
+        "celeryref",
+        include=task_modules(s.task_packages),
+        task_cls="celeryref.reliability.task_base:BaseTask",
+    )
     celery.conf.update(celery_config(s))
     # Worker-process resources (DB pool) and task logging hook in by signals.
-    import celeryref.worker_signals  # noqa: F401
+    import celeryref.app.signals  # noqa: F401
 
     return celery
 

@@ -3,13 +3,13 @@
 ::
 
     TaskError                      base of every error this package raises on purpose
-     +-- TransientError            may succeed later: retried with backoff (celeryref.retry)
+     +-- TransientError            may succeed later: retried with backoff (reliability.retry)
      |    +-- UpstreamUnavailable      a dependency timed out, refused, or answered 5xx
      |    +-- DatabaseUnavailable      Postgres connection lost / server restarting
      |    +-- CircuitOpen              the shared breaker refuses calls for ``retry_after`` s
      |    +-- DuplicateInProgress      another worker runs the same idempotency key now
      +-- PermanentError            fails the same way every time: never retried,
-          |                        dead-lettered at once (celeryref.dead_letters)
+          |                        dead-lettered at once (celeryref.reliability.dead_letters.store)
           +-- BadRequestUpstream       a dependency answered 4xx to what we sent
           +-- InvalidArguments         the task was called with arguments it cannot use
 

@@ -41,9 +41,11 @@ PRIORITY_SEP: Final = ":"
 TASK_PACKAGE: Final = "celeryref.tasks"
 
 
-def task_routes() -> dict[str, dict[str, str]]:
-    """Route every task in ``celeryref.tasks.<queue>`` to the queue ``<queue>``."""
-    return {f"{TASK_PACKAGE}.{queue}.*": {"queue": queue} for queue in ALL_QUEUES}
+def task_routes(packages: tuple[str, ...] = (TASK_PACKAGE,)) -> dict[str, dict[str, str]]:
+    """Route every task in ``<package>.<queue>`` to the queue ``<queue>``."""
+    return {
+        f"{package}.{queue}.*": {"queue": queue} for package in packages for queue in ALL_QUEUES
+    }
 
 
 def redis_keys(queue: str) -> list[str]:

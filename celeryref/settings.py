@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from celeryref.alerts import AlertConfig
+from celeryref import queues
+from celeryref.alerts.model import AlertConfig
 
 #: Values that mark a secret as "not chosen yet"; refused outside development.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "password", "secret"})
@@ -142,11 +143,22 @@ class Settings:
     #: ``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO``); no channel = a logged warning.
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
-    #: ``FAULT_INJECTION=1`` lets the fault drills (``celeryref.tasks.default.drills``)
+    #: ``FAULT_INJECTION=1`` lets the fault drills (``devtools.tasks.default.drills``)
     #: run; only the fault suite's compose override sets it.
     fault_injection: bool = False
 
+    #: Task packages imported and routed besides :data:`celeryref.queues.TASK_PACKAGE`
+    #: (``EXTRA_TASK_PACKAGES``, comma-separated), laid out the same way
+    #: (``<package>.<queue>``). Empty in production; the benchmark and fault-suite
+    #: overrides add ``bench.tasks`` / ``devtools.tasks``.
+    extra_task_packages: tuple[str, ...] = ()
+
     # -- derived -----------------------------------------------------------------
+
+    @property
+    def task_packages(self) -> tuple[str, ...]:
+        """Every package whose ``<package>.<queue>`` modules hold tasks, product first."""
+        return (queues.TASK_PACKAGE, *self.extra_task_packages)
 
     def _redis_url(self, db: int) -> str:
         password = quote(self.redis_password, safe="")
@@ -266,6 +278,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_max_body_bytes=_int(e, "API_MAX_BODY_BYTES", d.api_max_body_bytes),
         alerts=AlertConfig.from_env(e),
         fault_injection=e.get("FAULT_INJECTION", "0") == "1",
+        extra_task_packages=tuple(
+            name.strip() for name in e.get("EXTRA_TASK_PACKAGES", "").split(",") if name.strip()
+        ),
     ).validate()
 
 

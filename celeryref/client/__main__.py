@@ -17,11 +17,11 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from celeryref.catalog import CATALOG
 from celeryref.celery_app import app
 from celeryref.client import commands
 from celeryref.client.demo import demo
 from celeryref.errors import InvalidArguments
+from celeryref.submission.catalog import CATALOG
 
 
 def build_parser() -> argparse.ArgumentParser:

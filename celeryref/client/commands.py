@@ -7,10 +7,12 @@ import json
 import sys
 from typing import Any
 
-from celeryref import dead_letters, monitoring, submission
 from celeryref.celery_app import app
 from celeryref.client.progress_bar import watch
 from celeryref.errors import InvalidArguments
+from celeryref.observability import queue_depth as monitoring
+from celeryref.reliability.dead_letters import store as dead_letters
+from celeryref.submission import submit as submission
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:

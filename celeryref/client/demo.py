@@ -15,10 +15,12 @@ from typing import Any, TextIO
 
 from celery.result import AsyncResult
 
-from celeryref import monitoring, queues, submission
+from celeryref import queues
 from celeryref.celery_app import app
 from celeryref.client import patterns
 from celeryref.client.progress_bar import watch
+from celeryref.observability import queue_depth as monitoring
+from celeryref.submission import submit as submission
 
 
 @dataclass

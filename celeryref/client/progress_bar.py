@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from celery.result import AsyncResult
 
-from celeryref.progress import read_progress
+from celeryref.observability.progress import read_progress
 
 #: Characters of the bar.
 WIDTH = 30

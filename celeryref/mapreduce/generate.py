@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.errors import InvalidArguments
 
 logger = logging.getLogger(__name__)

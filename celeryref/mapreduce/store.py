@@ -18,7 +18,7 @@ from typing import Any
 
 from psycopg2.extras import Json, RealDictCursor
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.errors import InvalidArguments
 from celeryref.mapreduce.planning import Partition
 

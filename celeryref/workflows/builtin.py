@@ -6,7 +6,7 @@ Input: ``{"records": [...]}`` (inline, at most 10 000) or ``{"dataset": NAME}``
 (recipient addresses; default the operators' ``ALERT_EMAIL_TO``).
 
 ``conditional_processing``: validate -> clean -> analyze -> dispatch -> notify.
-``dispatch`` evaluates the conditions of :mod:`celeryref.follow_ups` on the
+``dispatch`` evaluates the conditions of :mod:`celeryref.domain.follow_ups` on the
 analysis (too many invalid records, enough records for a report, a value over a
 threshold) and dispatches the allowlisted follow-up tasks that apply; the e-mail
 says which. Input as above, plus optional ``"thresholds"`` and ``"follow_ups"``.

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.workflows import registry, step_rows, store
 from celeryref.workflows.definition import Workflow, validate

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.workflows.definition import Step, layers
 
 

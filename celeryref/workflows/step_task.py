@@ -14,7 +14,7 @@ Postgres, runs, and records the outcome through :mod:`celeryref.workflows.engine
 which queues the steps that became ready. Called with ``data``/``upstream``
 directly (no ``workflow``), it is a plain task.
 
-Failures follow the base class (:mod:`celeryref.base`): a transient error is
+Failures follow the base class (:mod:`celeryref.reliability.task_base`): a transient error is
 retried with the step's own ``retries`` and ``retry_delay``; a permanent error, or
 a transient one out of retries, fails the step (and the execution), as does a
 hard time limit.
@@ -27,9 +27,9 @@ from typing import Any
 
 from celery.exceptions import TimeLimitExceeded
 
-from celeryref.base import BaseTask
 from celeryref.errors import classify
-from celeryref.retry import RetryPolicy, policy_for
+from celeryref.reliability.retry import RetryPolicy, policy_for
+from celeryref.reliability.task_base import BaseTask
 from celeryref.workflows import engine
 from celeryref.workflows.engine import StepContext
 

@@ -78,7 +78,7 @@ def services() -> Iterator[None]:
     if problem is not None:
         missing(f"integration services unreachable ({problem}); run `make test`")
 
-    from celeryref.migrate import migrate
+    from celeryref.adapters.migrate import migrate
     from celeryref.settings import settings
 
     # A fresh schema every session: services kept from an earlier run (or by
@@ -113,7 +113,8 @@ def _release_result_subscriptions() -> None:
 @pytest.fixture
 def clean_state(services: None) -> Iterator[None]:
     """Empty queues, results, app state and test tables before each test."""
-    from celeryref import db, queues
+    from celeryref import queues
+    from celeryref.adapters import db
     from celeryref.settings import settings
 
     broker = redis.Redis.from_url(settings.broker_url)
@@ -193,7 +194,7 @@ def worker(clean_state: None) -> WorkerFactory:
     from celery.contrib.testing.worker import start_worker
 
     from celeryref.celery_app import app
-    from celeryref.health import node_name
+    from celeryref.observability.health import node_name
 
     @contextmanager
     def run(queue: str, *more: str, pool: str = "solo", concurrency: int = 1) -> Iterator[Any]:

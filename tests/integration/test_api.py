@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from celeryref import catalog, queues
+from celeryref import queues
 from celeryref.api.main import api
-from celeryref.health import node_name
+from celeryref.observability.health import node_name
 from celeryref.settings import settings
+from celeryref.submission import catalog
 from tests.conftest import wait_for
 from tests.integration.conftest import await_ping
 from tests.support import tasks as support

@@ -9,12 +9,14 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
-from celeryref import dead_letters, queues, redis_state
+from celeryref import queues
+from celeryref.adapters import redis_state
 from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
-from celeryref.health import check_worker, node_name
-from celeryref.monitoring import queue_depths
-from celeryref.progress import read_progress
+from celeryref.observability.health import check_worker, node_name
+from celeryref.observability.progress import read_progress
+from celeryref.observability.queue_depth import queue_depths
+from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.settings import settings
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 from tests.integration.conftest import RecordingHandler, await_ping

@@ -13,9 +13,9 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
-from celeryref import broker_transport
 from celeryref.celery_app import app
 from celeryref.settings import settings
+from celeryref.upstream import redis_channel as broker_transport
 from tests.integration.conftest import spare
 
 QUEUE = Queue("f12-test", Exchange("f12-test", type="direct"), routing_key="f12-test")
@@ -67,7 +67,7 @@ def test_kombus_own_channel_still_crashes_there(
 ) -> None:
     """Control: kombu's channel raises AttributeError on the same path, the error that
     killed workers in the Redis restart drill. When this fails, kombu fixed it upstream
-    and :mod:`celeryref.broker_transport` can go."""
+    and :mod:`celeryref.upstream.redis_channel` can go."""
     monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
     _, raised = close_like_celery_after_a_failed_first_close()
     assert isinstance(raised, AttributeError), raised

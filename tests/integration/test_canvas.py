@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from celeryref import imaging
+from celeryref.domain import imaging
 from celeryref.tasks.default import canvas_demo
 from celeryref.tasks.io_intensive import images
 from tests.conftest import wait_for

@@ -17,15 +17,15 @@ from typing import NoReturn
 import pytest
 import requests
 
-from celeryref import redis_state
-from celeryref.circuit_breaker import (
+from celeryref.adapters import redis_state
+from celeryref.errors import BadRequestUpstream, CircuitOpen, UpstreamUnavailable
+from celeryref.reliability.circuit_breaker import (
     HALF_OPEN_RETRY_AFTER,
     BreakerConfig,
     BreakerState,
     CircuitBreaker,
 )
-from celeryref.errors import BadRequestUpstream, CircuitOpen, UpstreamUnavailable
-from celeryref.fallback import FallbackCache, call_with_fallback
+from celeryref.reliability.fallback import FallbackCache, call_with_fallback
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -87,7 +87,7 @@ def other_process(body: str, now: float, config: BreakerConfig = CONFIG) -> subp
     code = textwrap.dedent(
         f"""
         import os
-        from celeryref.circuit_breaker import BreakerConfig, CircuitBreaker
+        from celeryref.reliability.circuit_breaker import BreakerConfig, CircuitBreaker
         breaker = CircuitBreaker({NAME!r}, config={config!r}, clock=lambda: {now!r})
         """
     ) + textwrap.dedent(body)

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from psycopg2.extras import execute_values
 
-from celeryref import datasets, db
+from celeryref.adapters import db
 from celeryref.celery_app import app
+from celeryref.domain import datasets
 from celeryref.errors import UpstreamUnavailable
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
 from celeryref.tasks.cpu_intensive import datasets as dataset_tasks
 from celeryref.tasks.cpu_intensive import reports
 from celeryref.tasks.default import conditional, users

@@ -1,5 +1,5 @@
-"""The mail sink as the deployment runs it: ``python -m celeryref.mailsink`` in its own
-process, fed over real SMTP by :func:`celeryref.alert_channels.send_email`, read back over HTTP.
+"""The mail sink as the deployment runs it: ``python -m devtools.mailsink`` in its own
+process, fed over real SMTP by :func:`celeryref.alerts.channels.send_email`, read back over HTTP.
 
 Needs no Redis or Postgres.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from celeryref.alert_channels import send_email
-from celeryref.alerts import Alert
+from celeryref.alerts.channels import send_email
+from celeryref.alerts.model import Alert
 from tests.conftest import ROOT, wait_for
 
 #: Seconds the sink may take to start answering /healthz, or to exit after SIGTERM.
@@ -70,7 +70,7 @@ class Sink:
 
 @pytest.fixture
 def start_sink(tmp_path: Path) -> Iterator[Callable[..., Sink]]:
-    """Start ``python -m celeryref.mailsink`` on free loopback ports; stop it afterwards."""
+    """Start ``python -m devtools.mailsink`` on free loopback ports; stop it afterwards."""
     started: list[Sink] = []
 
     def start(max_messages: int = 1000) -> Sink:
@@ -81,7 +81,7 @@ def start_sink(tmp_path: Path) -> Iterator[Callable[..., Sink]]:
                 [
                     sys.executable,
                     "-m",
-                    "celeryref.mailsink",
+                    "devtools.mailsink",
                     "--host",
                     "127.0.0.1",
                     "--smtp-port",

@@ -16,13 +16,15 @@ import pytest
 from celery import chord
 from celery.result import AsyncResult
 
-from celeryref import db, delivery_guard, queues, redis_state
+from bench.tasks.cpu_intensive import naive_mapreduce as mapreduce_naive
+from celeryref import queues
+from celeryref.adapters import db, redis_state
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
 from celeryref.mapreduce import generate, jobs, planning, records, reference, store
 from celeryref.mapreduce.__main__ import main as mapreduce_cli
+from celeryref.reliability import delivery_guard
 from celeryref.tasks.cpu_intensive import mapreduce as tasks
-from celeryref.tasks.cpu_intensive import mapreduce_naive
 from tests.conftest import wait_for
 
 #: Items of the main test dataset: 7 partitions do not divide it (3001 = 7 * 428 + 5).

@@ -10,8 +10,9 @@ from typing import Any
 
 from kombu import Exchange, Producer
 
-from celeryref import dead_letters, queues
+from celeryref import queues
 from celeryref.celery_app import app
+from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.tasks import default
 
 

@@ -9,11 +9,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from celeryref import db, dead_letters, delivery_guard, error_log, queues, task_stats
+from celeryref import queues
+from celeryref.adapters import db
 from celeryref.celery_app import app
-from celeryref.circuit_breaker import CircuitBreaker
 from celeryref.client.__main__ import main as cli
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
+from celeryref.observability import task_stats
+from celeryref.reliability import delivery_guard, error_log
+from celeryref.reliability.circuit_breaker import CircuitBreaker
+from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.settings import settings
 from celeryref.tasks import default, io_intensive, priority
 from tests.conftest import wait_for

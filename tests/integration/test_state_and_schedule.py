@@ -12,10 +12,12 @@ import pytest
 from celery.exceptions import Reject
 from celery.signals import worker_process_shutdown
 
-from celeryref import db, delivery_guard, queues, redis_state
-from celeryref.beat_lock import LOCK_KEY, RedisLease, SingleBeatScheduler
+from celeryref import queues
+from celeryref.adapters import db, redis_state
+from celeryref.adapters.migrate import migrate
+from celeryref.app.single_beat import LOCK_KEY, RedisLease, SingleBeatScheduler
 from celeryref.celery_app import app
-from celeryref.migrate import migrate
+from celeryref.reliability import delivery_guard
 from celeryref.settings import settings
 from celeryref.tasks import default, priority, scheduled
 

@@ -10,8 +10,11 @@ from typing import Any
 import redis
 from celery.result import AsyncResult
 
-from celeryref import db, dead_letters, delivery_guard, queues, redis_state
+from celeryref import queues
+from celeryref.adapters import db, redis_state
 from celeryref.celery_app import app
+from celeryref.reliability import delivery_guard
+from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.settings import settings
 from tests.conftest import wait_for
 from tests.support import tasks as support

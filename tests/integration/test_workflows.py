@@ -15,7 +15,8 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
-from celeryref import db, queues
+from celeryref import queues
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.settings import settings
 from celeryref.workflows import engine, status

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from celeryref import db, queues
+from celeryref import queues
+from celeryref.adapters import db
 from celeryref.settings import settings
 from celeryref.workflows import status
 from tests.conftest import wait_for
@@ -36,7 +37,7 @@ def domain_tables(clean_state: None) -> Iterator[None]:
 
 @pytest.fixture
 def smtp_sink(start_sink: Callable[..., Sink], monkeypatch: pytest.MonkeyPatch) -> Sink:
-    """A real ``python -m celeryref.mailsink``; notification tasks send to it."""
+    """A real ``python -m devtools.mailsink``; notification tasks send to it."""
     from celeryref.tasks.io_intensive import email
 
     sink = start_sink()

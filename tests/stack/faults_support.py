@@ -46,8 +46,10 @@ from tests.stack.conftest import Stack, wait_for
 PROJECT = "celeryref-faults"
 #: The deployment plus the fault-suite override.
 COMPOSE_FILES = ("-f", "docker-compose.yml", "-f", "tests/stack/compose.faults.yml")
-#: Drill tasks (celeryref/tasks/default/drills.py) by short name.
-DRILLS = "celeryref.tasks.default.drills"
+#: Package of the drill tasks, outside the product (EXTRA_TASK_PACKAGES).
+DRILL_PACKAGE = "devtools.tasks"
+#: Drill tasks (devtools/tasks/default/drills.py) by short name.
+DRILLS = f"{DRILL_PACKAGE}.default.drills"
 
 #: Seconds before Redis hands an unacknowledged message to another consumer.
 VISIBILITY_TIMEOUT = 90
@@ -87,6 +89,9 @@ FAULT_ENV = {
     "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     "WORKER_STOP_GRACE_PERIOD": f"{STOP_GRACE_SECONDS}s",
     "WORKER_SOFT_SHUTDOWN_TIMEOUT": str(SOFT_SHUTDOWN_SECONDS),
+    # The drills (devtools/tasks/default/drills.py) are not product tasks: only
+    # this stack's workers register them.
+    "EXTRA_TASK_PACKAGES": DRILL_PACKAGE,
 }
 
 #: Long-running services of the deployment, with their usual scale.
@@ -244,6 +249,7 @@ class FaultStack(Stack):
             **super().settings_env(),
             "REDIS_PORT": FAULT_ENV["REDIS_HOST_PORT"],
             "POSTGRES_PORT": FAULT_ENV["POSTGRES_HOST_PORT"],
+            "EXTRA_TASK_PACKAGES": FAULT_ENV["EXTRA_TASK_PACKAGES"],
             "TASK_SOFT_TIME_LIMIT": str(TASK_SOFT_TIME_LIMIT),
             "TASK_TIME_LIMIT": str(TASK_TIME_LIMIT),
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
@@ -306,7 +312,7 @@ class FaultStack(Stack):
         queue: str | None = None,
         **options: Any,
     ) -> AsyncResult:
-        """Send drill ``drill`` (a function of celeryref.tasks.default.drills) with ``args``."""
+        """Send drill ``drill`` (a function of devtools.tasks.default.drills) with ``args``."""
         kwargs = options.pop("kwargs", None)
         return self.app.send_task(
             f"{DRILLS}.{drill}", args=list(args), kwargs=kwargs, queue=queue, **options

@@ -2,7 +2,7 @@
 down or hung, beat restarts and a second beat.
 
 Scenarios 8-11 of docs/RELIABILITY.md. Counts come from the drill tables (see
-celeryref/tasks/default/drills.py); a test that publishes many drills waits until
+devtools/tasks/default/drills.py); a test that publishes many drills waits until
 none of its messages is queued or unacknowledged any more before counting, so a
 late redelivery cannot hide a duplicate.
 """
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 from celery.result import AsyncResult
 
-from celeryref.beat_lock import LOCK_KEY
+from celeryref.app.single_beat import LOCK_KEY
 from tests.stack.conftest import wait_for
 from tests.stack.faults_support import (
     BEAT_HEARTBEAT_SECONDS,

@@ -13,8 +13,8 @@ import requests
 from celery.result import AsyncResult
 
 from celeryref import queues
-from celeryref.beat_lock import LOCK_KEY
-from celeryref.monitoring import queue_depths
+from celeryref.app.single_beat import LOCK_KEY
+from celeryref.observability.queue_depth import queue_depths
 from tests.stack.conftest import STACK_ENV, Stack, wait_for
 
 PYTHON_LONG_RUNNING = [

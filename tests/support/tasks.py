@@ -17,10 +17,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.control import control_command
 from kombu import Connection
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
 
 FAST_RETRIES = RetryPolicy(max_retries=2, base_delay=0.05, max_delay=0.2)
 

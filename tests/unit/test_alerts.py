@@ -20,8 +20,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from celeryref.alert_channels import redact_url, send_email, send_webhook
-from celeryref.alerts import Alert, AlertConfig, deliver
+from celeryref.alerts.channels import redact_url, send_email, send_webhook
+from celeryref.alerts.delivery import Alert, AlertConfig, deliver
 from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
 
 SECRET = "T000/B000/s3cr3t-token"
@@ -408,7 +408,7 @@ def test_deliver_succeeds_when_one_channel_works(
         smtp_port=closed_port(),
         recipients=("ops@x.org",),
     )
-    with caplog.at_level(logging.ERROR, logger="celeryref.alerts"):
+    with caplog.at_level(logging.ERROR, logger="celeryref.alerts.delivery"):
         assert deliver(make_alert(), config) == ["webhook"]
     assert "email channel failed" in caplog.text
 
@@ -427,6 +427,6 @@ def test_deliver_raises_the_first_error_when_every_channel_fails(webhook: Webhoo
 
 def test_deliver_without_channels_warns(caplog: pytest.LogCaptureFixture) -> None:
     """No channel configured: nothing sent, ``[]`` returned, and a warning says so."""
-    with caplog.at_level(logging.WARNING, logger="celeryref.alerts"):
+    with caplog.at_level(logging.WARNING, logger="celeryref.alerts.delivery"):
         assert deliver(make_alert(), AlertConfig()) == []
     assert "no alert channel configured" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from celeryref.bench import baseline, stack
+from bench import baseline, stack
 from tests.conftest import ROOT
 
 
@@ -24,7 +24,7 @@ def test_stack_env_offsets_every_host_port() -> None:
 
 def test_importing_the_harness_does_not_read_settings() -> None:
     """Settings are read at import; the harness must set the stack's ports first."""
-    code = "import sys, celeryref.bench.__main__; print('celeryref.settings' in sys.modules)"
+    code = "import sys, bench.__main__; print('celeryref.settings' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.stdout.strip() == "False", run.stderr
 
@@ -37,7 +37,7 @@ def test_baseline_keeps_celery_defaults() -> None:
     assert app.conf.worker_disable_prefetch is False
     assert app.conf.task_default_queue == baseline.QUEUE
     assert app.conf.broker_url.endswith(f"/{baseline.BROKER_DB}")
-    assert "celeryref.tasks.priority.bench.ping" in app.tasks
+    assert "bench.tasks.priority.ping" in app.tasks
     variant = baseline.create_baseline(
         env={"BENCH_ACKS_LATE": "1", "BENCH_PREFETCH": "1", "BENCH_DISABLE_PREFETCH": "1"}
     )

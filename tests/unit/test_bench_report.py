@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celeryref.bench import recommend, report
+from bench import recommend, report
 
 RESULTS: dict[str, list[dict[str, Any]]] = {
     "noop": [
@@ -45,7 +45,7 @@ def test_targets_are_ratios_of_one_run() -> None:
 
 def test_render_has_machine_targets_and_recommendations() -> None:
     data = {
-        "command": "python -m celeryref.bench --quick",
+        "command": "python -m bench --quick",
         "date": "2026-01-01T00:00:00+00:00",
         "git_commit": "abc",
         "machine": {
@@ -60,7 +60,7 @@ def test_render_has_machine_targets_and_recommendations() -> None:
     md = report.render(data, plots=["bench-noop.png"])
     assert "2 cores, 23.5 GiB" in md
     assert "1.0 2.0 3.0 before, 1.5 2.0 3.0 after" in md
-    assert "`python -m celeryref.bench --quick`" in md
+    assert "`python -m bench --quick`" in md
     assert "## Targets" in md and "## Recommendations" in md
     assert "![noop](benchmarks/bench-noop.png)" in md
     assert "Dedicated `priority` queue" in md

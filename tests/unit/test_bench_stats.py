@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celeryref.bench import stats
+from bench import stats
 
 
 def test_percentile_interpolates_like_numpy() -> None:

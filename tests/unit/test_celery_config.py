@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 from celeryref import queues
-from celeryref.beat_schedule import beat_schedule
+from celeryref.app.beat_schedule import beat_schedule
 from celeryref.celery_app import app, celery_config
 from celeryref.settings import load_settings
 

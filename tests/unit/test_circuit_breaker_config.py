@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from celeryref.circuit_breaker import BreakerConfig, is_counted_failure
 from celeryref.errors import (
     BadRequestUpstream,
     CircuitOpen,
@@ -14,6 +13,7 @@ from celeryref.errors import (
     InvalidArguments,
     UpstreamUnavailable,
 )
+from celeryref.reliability.circuit_breaker import BreakerConfig, is_counted_failure
 
 
 def test_defaults() -> None:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from celeryref.delivery_guard import ETA_MARGIN_SECONDS, check_delay
 from celeryref.errors import InvalidArguments
+from celeryref.reliability.delivery_guard import ETA_MARGIN_SECONDS, check_delay
 from celeryref.settings import settings
 from celeryref.tasks import default
 

@@ -6,9 +6,12 @@ import math
 
 import pytest
 
-from celeryref import imaging, mail, records, smtp
+from celeryref.adapters import smtp
+from celeryref.domain import data_processing as records
+from celeryref.domain import imaging
+from celeryref.domain import notifications as mail
+from celeryref.domain.follow_ups import Thresholds, decide, enabled
 from celeryref.errors import InvalidArguments
-from celeryref.follow_ups import Thresholds, decide, enabled
 from celeryref.tasks.default import users
 from celeryref.tasks.io_intensive.email import brief
 

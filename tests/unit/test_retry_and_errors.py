@@ -11,7 +11,6 @@ import redis
 import requests
 from celery.exceptions import BackendStoreError, SoftTimeLimitExceeded, TimeLimitExceeded
 
-from celeryref import retry
 from celeryref.errors import (
     BadRequestUpstream,
     CircuitOpen,
@@ -21,7 +20,8 @@ from celeryref.errors import (
     UpstreamUnavailable,
     classify,
 )
-from celeryref.idempotency import derive_key, validate_key
+from celeryref.reliability import retry
+from celeryref.reliability.idempotency import derive_key, validate_key
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from celeryref.adapters.http import classify_response
 from celeryref.errors import (
     BadRequestUpstream,
     InvalidArguments,
@@ -13,9 +14,8 @@ from celeryref.errors import (
     TransientError,
     UpstreamUnavailable,
 )
-from celeryref.health import node_name
-from celeryref.http import classify_response
-from celeryref.progress import progress_meta
+from celeryref.observability.health import node_name
+from celeryref.observability.progress import progress_meta
 from celeryref.tasks.cpu_intensive import burn
 from celeryref.tasks.default import summarize_numbers
 from celeryref.tasks.io_intensive import fetch

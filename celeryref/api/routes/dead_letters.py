@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
-from celeryref import dead_letters, submission
 from celeryref.api.schemas import Accepted, DeadLetterDetail, DeadLetterSummary, Problem, Purged
 from celeryref.api.security import Authenticated
 from celeryref.celery_app import app as celery
 from celeryref.errors import InvalidArguments
+from celeryref.reliability.dead_letters import store as dead_letters
+from celeryref.submission import submit as submission
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"], dependencies=[Authenticated])
 EntryId = Annotated[int, Path(ge=1, le=2**62)]

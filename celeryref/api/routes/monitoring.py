@@ -9,9 +9,11 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from celeryref import db, monitoring, task_stats
+from celeryref.adapters import db
 from celeryref.api.schemas import Health, QueueDepths, Readiness, WorkerInfo, Workers
 from celeryref.celery_app import app as celery
+from celeryref.observability import queue_depth as monitoring
+from celeryref.observability import task_stats
 
 router = APIRouter(tags=["monitoring"])
 

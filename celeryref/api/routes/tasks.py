@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from celeryref import catalog, submission
 from celeryref.api.schemas import (
     Accepted,
     CatalogEntry,
@@ -18,6 +17,8 @@ from celeryref.api.schemas import (
 )
 from celeryref.api.security import Authenticated
 from celeryref.celery_app import app as celery
+from celeryref.submission import catalog
+from celeryref.submission import submit as submission
 
 router = APIRouter(tags=["tasks"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

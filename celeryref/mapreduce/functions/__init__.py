@@ -9,7 +9,7 @@
 
 Every function returns aggregates (counts and exact statistics), never items,
 so partials stay small whatever the dataset size. See
-:mod:`celeryref.mapreduce.base` for the map/combine/finalize contract.
+:mod:`celeryref.mapreduce.interface` for the map/combine/finalize contract.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from celeryref.errors import InvalidArguments
-from celeryref.mapreduce.base import Function
 from celeryref.mapreduce.functions.aggregation import Aggregation
 from celeryref.mapreduce.functions.analysis import Analysis
 from celeryref.mapreduce.functions.transformation import Transformation
 from celeryref.mapreduce.functions.validation import Validation
+from celeryref.mapreduce.interface import Function
 
 __all__ = [
     "FUNCTIONS",

@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from celeryref.errors import InvalidArguments
-from celeryref.mapreduce.base import (
+from celeryref.mapreduce.exact import Stats
+from celeryref.mapreduce.expressions import EvaluationError, Expression, compile_expression
+from celeryref.mapreduce.interface import (
     ITEMS,
     Function,
     add_counts,
@@ -16,8 +18,6 @@ from celeryref.mapreduce.base import (
     sorted_dict,
     total_items,
 )
-from celeryref.mapreduce.exact import Stats
-from celeryref.mapreduce.expressions import EvaluationError, Expression, compile_expression
 
 
 class Analysis(Function):

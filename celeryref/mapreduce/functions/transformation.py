@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from celeryref.mapreduce import records
-from celeryref.mapreduce.base import (
+from celeryref.mapreduce.exact import Stats
+from celeryref.mapreduce.expressions import EvaluationError, compile_expression
+from celeryref.mapreduce.interface import (
     ITEMS,
     Function,
     add_counts,
@@ -15,8 +17,6 @@ from celeryref.mapreduce.base import (
     sorted_dict,
     total_items,
 )
-from celeryref.mapreduce.exact import Stats
-from celeryref.mapreduce.expressions import EvaluationError, compile_expression
 
 
 class Transformation(Function):

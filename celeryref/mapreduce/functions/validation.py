@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from celeryref.errors import InvalidArguments
 from celeryref.mapreduce import records
-from celeryref.mapreduce.base import (
+from celeryref.mapreduce.expressions import EvaluationError, compile_expression
+from celeryref.mapreduce.interface import (
     ITEMS,
     Function,
     add_counts,
@@ -15,7 +16,6 @@ from celeryref.mapreduce.base import (
     sorted_dict,
     total_items,
 )
-from celeryref.mapreduce.expressions import EvaluationError, compile_expression
 
 
 class Validation(Function):

@@ -7,7 +7,7 @@ from typing import Any
 
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
-from celeryref.progress import PROGRESS, progress_meta
+from celeryref.observability.progress import PROGRESS, progress_meta
 
 #: Upper bound of ``long_task`` steps, so a typo cannot occupy a core for hours.
 MAX_STEPS = 10_000

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from celeryref import datasets
-from celeryref import records as recs
 from celeryref.celery_app import app
+from celeryref.domain import data_processing as recs
+from celeryref.domain import datasets
 from celeryref.errors import InvalidArguments
-from celeryref.progress import PROGRESS, progress_meta
+from celeryref.observability.progress import PROGRESS, progress_meta
 
 #: Rejections kept in the result (the count is always complete).
 MAX_REPORTED_REJECTIONS = 20

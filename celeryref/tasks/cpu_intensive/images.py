@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from celeryref import blobs, imaging
+from celeryref.adapters import blobs
 from celeryref.celery_app import app
+from celeryref.domain import imaging
 from celeryref.errors import InvalidArguments
 
 

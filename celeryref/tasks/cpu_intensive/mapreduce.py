@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celeryref.base import BaseTask
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments, PermanentError
 from celeryref.mapreduce import planning, store
 from celeryref.mapreduce.functions import prepare
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
+from celeryref.reliability.task_base import BaseTask
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from celery import current_task
 
-from celeryref import datasets
-from celeryref import records as recs
 from celeryref.celery_app import app
+from celeryref.domain import data_processing as recs
+from celeryref.domain import datasets
 from celeryref.errors import InvalidArguments
-from celeryref.progress import PROGRESS, progress_meta
+from celeryref.observability.progress import PROGRESS, progress_meta
 from celeryref.settings import settings
 from celeryref.workflows.step_task import StepTask, workflow_step
 

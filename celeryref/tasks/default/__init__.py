@@ -6,10 +6,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from celeryref import db_ops
+from celeryref.adapters import db_ops
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
 
 
 def _number(value: object, name: str) -> float:

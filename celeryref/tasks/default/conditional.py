@@ -1,7 +1,7 @@
 """Conditional processing: analyze data, then dispatch the allowlisted follow-ups it calls for.
 
 Follow-ups are fire-and-forget (``send_task`` of a name from
-:data:`celeryref.follow_ups.FOLLOW_UPS`): this task never waits for them.
+:data:`celeryref.domain.follow_ups.FOLLOW_UPS`): this task never waits for them.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from celeryref import datasets
-from celeryref import records as recs
 from celeryref.celery_app import app
-from celeryref.follow_ups import FOLLOW_UPS, Thresholds, decide, enabled
+from celeryref.domain import data_processing as recs
+from celeryref.domain import datasets
+from celeryref.domain.follow_ups import FOLLOW_UPS, Thresholds, decide, enabled
 from celeryref.settings import settings
 
 

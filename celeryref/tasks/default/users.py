@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import chord, group
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
 

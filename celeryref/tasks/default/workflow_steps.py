@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celeryref import datasets
-from celeryref import records as recs
 from celeryref.celery_app import app
+from celeryref.domain import data_processing as recs
+from celeryref.domain import datasets
+from celeryref.domain.follow_ups import Thresholds, decide, enabled
 from celeryref.errors import InvalidArguments
-from celeryref.follow_ups import Thresholds, decide, enabled
 from celeryref.tasks.default.conditional import dispatch, recipients_of
 from celeryref.workflows.step_task import StepTask, workflow_step
 

@@ -7,18 +7,18 @@ from typing import Any
 
 import requests
 
-from celeryref.celery_app import app
-from celeryref.circuit_breaker import CircuitBreaker
-from celeryref.errors import UpstreamUnavailable
-from celeryref.fallback import FallbackCache, call_with_fallback
-from celeryref.http import (
+from celeryref.adapters.http import (
     DEFAULT_TIMEOUT,
     MAX_BODY_BYTES,
     check_url,
     classify_response,
     resilient_api_call,
 )
-from celeryref.retry import RetryPolicy
+from celeryref.celery_app import app
+from celeryref.errors import UpstreamUnavailable
+from celeryref.reliability.circuit_breaker import CircuitBreaker
+from celeryref.reliability.fallback import FallbackCache, call_with_fallback
+from celeryref.reliability.retry import RetryPolicy
 
 #: Network calls: ~1 s, 2 s, 4 s ... capped at 60 s, five retries.
 NETWORK_POLICY = RetryPolicy(max_retries=5, base_delay=1.0, max_delay=60.0)

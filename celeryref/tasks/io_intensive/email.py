@@ -7,10 +7,11 @@ from typing import Any
 
 from celery import current_task
 
-from celeryref import mail, smtp
+from celeryref.adapters import smtp
 from celeryref.celery_app import app
+from celeryref.domain import notifications as mail
 from celeryref.errors import InvalidArguments
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
 from celeryref.settings import settings
 from celeryref.workflows.step_task import StepTask, workflow_step
 

@@ -5,7 +5,7 @@
     chord([download_image.s(url) | resize_image.s(w, h) | upload_image.s() for url in urls],
           notify_images.s(recipients))
 
-Steps hand each other blob keys (:mod:`celeryref.blobs`), never image bytes.
+Steps hand each other blob keys (:mod:`celeryref.adapters.blobs`), never image bytes.
 "Upload" writes the file under the images directory (a volume in compose).
 """
 
@@ -19,10 +19,11 @@ import requests
 from celery import chain, chord
 from celery.canvas import Signature
 
-from celeryref import blobs, imaging
+from celeryref.adapters import blobs
+from celeryref.adapters.http import DEFAULT_TIMEOUT, check_url, classify_response
 from celeryref.celery_app import app
+from celeryref.domain import imaging
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
-from celeryref.http import DEFAULT_TIMEOUT, check_url, classify_response
 from celeryref.settings import settings
 from celeryref.tasks.cpu_intensive.images import resize_image
 from celeryref.tasks.io_intensive import NETWORK_POLICY

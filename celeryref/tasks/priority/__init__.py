@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celeryref import alerts, db, redis_state
+from celeryref.adapters import db, redis_state
+from celeryref.alerts import delivery as alerts
 from celeryref.celery_app import app
-from celeryref.retry import RetryPolicy
+from celeryref.reliability.retry import RetryPolicy
 from celeryref.settings import settings
 
 

@@ -1,4 +1,4 @@
-"""Tasks of the ``scheduled`` queue, fired by beat (see :mod:`celeryref.beat_schedule`)."""
+"""Tasks of the ``scheduled`` queue, fired by beat (see :mod:`celeryref.app.beat_schedule`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg2.extras import Json
 
-from celeryref import db
+from celeryref.adapters import db
 from celeryref.celery_app import app
 
 #: Days of heartbeats and health checks kept by ``monthly_archive``.

@@ -1,0 +1,359 @@
+"""The six workloads of issue 8. Each returns a list of rows (dicts) for the report.
+
+Times: ``time.perf_counter()`` for intervals measured by this process; task
+timestamps are ``time.time()`` seconds taken inside the task (one host clock), so
+a wait is ``task start - sent``. Rates are tasks per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import chord, group
+from celery.canvas import chunks
+
+from bench import sides, stats
+from bench.sides import Side
+from bench.stack import BenchStack
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each workload does (``--quick`` shrinks every number)."""
+
+    noop_tasks: int = 50_000
+    serial_calls: int = 1_000
+    capacity_tasks: int = 2_000
+    #: Seconds of fixed-rate arrivals per load level.
+    open_loop_seconds: float = 20.0
+    cpu_backlog: int = 2_000
+    cpu_ms: float = 50.0
+    pings: int = 50
+    hol_long: int = 200
+    hol_short: int = 200
+    #: Factor on the issue's 10/5/3/1 s long tasks.
+    hol_scale: float = 0.1
+    hol_short_seconds: float = 0.01
+    chord_sizes: tuple[int, ...] = (1_000, 10_000)
+    chunk_size: int = 100
+    scale_counts: tuple[int, ...] = (1, 2, 3)
+    scale_noop_tasks: int = 20_000
+    scale_cpu_tasks: int = 400
+
+
+QUICK = Sizes(
+    noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
+    cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
+    chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40,
+)  # fmt: skip
+
+#: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
+#: and a chord of 1,000, a tenth of the issue's other sizes (no chord of 10,000).
+MEDIUM = Sizes(
+    noop_tasks=5_000, serial_calls=300, capacity_tasks=1_000, open_loop_seconds=10.0,
+    cpu_backlog=2_000, pings=30, hol_long=100, hol_short=100, hol_scale=0.1,
+    chord_sizes=(1_000,), scale_noop_tasks=2_000, scale_cpu_tasks=200,
+)  # fmt: skip
+
+
+@dataclass
+class Bench:
+    """What every workload needs: the stack, both sides, a Redis client, the sizes."""
+
+    stack: BenchStack
+    deployment: Side
+    baseline: Side
+    sizes: Sizes
+
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        return (self.deployment, self.baseline)
+
+
+def _send_many(app: Any, name: str, count: int, **options: Any) -> float:
+    """Publish ``count`` tasks ``name`` on one connection; the seconds it took."""
+    args = options.pop("args", None)
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for _ in range(count):
+            app.send_task(name, args=args, producer=producer, **options)
+    return time.perf_counter() - started
+
+
+def _drain(b: Bench, side: Side, queue: str, workers: list[str], count: int) -> Row:
+    """Pause ``workers``, pre-load ``count`` no-ops on ``queue``, resume, time the drain."""
+    b.stack.pause(queue, workers)
+    sides.wait_drained(side.redis, [queue], timeout=600)
+    enqueue_s = _send_many(side.app, sides.NOOP, count)
+    resumed = time.perf_counter()
+    b.stack.resume(queue, workers)
+    done = sides.wait_drained(side.redis, [queue], timeout=3600)
+    return {
+        "tasks": count,
+        "enqueue_per_s": round(count / enqueue_s),
+        "drain_per_s": round(count / (done - resumed)),
+    }
+
+
+def noop_drain(b: Bench) -> list[Row]:
+    """1. Pre-load no-ops (no result); tasks/s drained and enqueued."""
+    rows: list[Row] = []
+    for side in b.sides:
+        service, queue = side.roles["default"]
+        workers = b.stack.wait_workers(service, 1)
+        rows.append({"side": side.label, **_drain(b, side, queue, workers, b.sizes.noop_tasks)})
+    # What acks_late alone costs: the baseline with task_acks_late on.
+    service, queue = b.baseline.roles["default"]
+    try:
+        late = b.stack.restart_with(service, {"BASELINE_ACKS_LATE": "1"})
+        row = _drain(b, b.baseline, queue, [late], b.sizes.noop_tasks)
+        rows.append({"side": "baseline + acks_late", **row})
+    finally:
+        b.stack.restart_with(service, {})
+    # The deployment's app and tasks on a threads pool with a deeper prefetch.
+    service, queue = b.deployment.roles["default"]
+    deployed = b.stack.wait_workers(service, 1)
+    b.stack.pause(queue, deployed)
+    try:
+        tuned = b.stack.restart_with("worker-tuned", {}, profile="bench-tuned")
+        row = _drain(b, b.deployment, queue, [tuned], b.sizes.noop_tasks)
+        rows.append({"side": "deployment, tuned worker (threads x8, prefetch 8)", **row})
+    finally:
+        b.stack.stop("worker-tuned")
+        b.stack.resume(queue, deployed)
+    base = rows[1]["drain_per_s"]
+    for row in rows:
+        row["vs_baseline"] = round(row["drain_per_s"] / base, 2)
+    return rows
+
+
+def _stamps(results: list[Any], timeout: float) -> list[Any]:
+    return [r.get(timeout=timeout) for r in results]
+
+
+def round_trip(b: Bench) -> list[Row]:
+    """2. Serial ``delay().get()`` latency; then fixed arrival rates of 50% and 80%."""
+    rows: list[Row] = []
+    for side in b.sides:
+        app = side.app
+        serial = []
+        for i in range(b.sizes.serial_calls):
+            started = time.perf_counter()
+            app.send_task(sides.STAMP, args=[i]).get(timeout=60)
+            serial.append(time.perf_counter() - started)
+        rows.append({"side": side.label, "load": "serial", **stats.summarize_ms(serial)})
+        # Capacity: a pre-loaded burst, so the client's send rate does not limit it.
+        service, queue = side.roles["default"]
+        workers = b.stack.wait_workers(service, 1)
+        b.stack.pause(queue, workers)
+        burst = [app.send_task(sides.STAMP, args=[i]) for i in range(b.sizes.capacity_tasks)]
+        resumed = time.time()
+        b.stack.resume(queue, workers)
+        capacity = b.sizes.capacity_tasks / (max(_stamps(burst, 600)) - resumed)
+        for share in (0.5, 0.8):
+            rate = share * capacity
+            count = max(10, int(rate * b.sizes.open_loop_seconds))
+            sent_at, results, t0 = [], [], time.perf_counter()
+            for i in range(count):
+                time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+                sent_at.append(time.time())
+                results.append(app.send_task(sides.STAMP, args=[i]))
+            waits = [ran - s for ran, s in zip(_stamps(results, 600), sent_at, strict=True)]
+            rows.append(
+                {
+                    "side": side.label,
+                    "load": f"{share:.0%} of {capacity:.0f}/s",
+                    "rate_per_s": round(rate),
+                    "sent_per_s": round(count / (sent_at[-1] - sent_at[0]), 1),
+                    **stats.summarize_ms(waits),
+                }
+            )
+    return rows
+
+
+def isolation(b: Bench) -> list[Row]:
+    """3. Priority-task latency while a backlog of CPU tasks is queued."""
+    rows: list[Row] = []
+    for side in b.sides:
+        app, cpu_queue = side.app, side.queue("cpu")
+        processes = b.stack.concurrency(b.stack.wait_workers(side.service("cpu"), 1))
+        backlog_s = b.sizes.cpu_backlog * b.sizes.cpu_ms / 1000 / max(1, processes)
+        _send_many(app, sides.BURN, b.sizes.cpu_backlog, args=[b.sizes.cpu_ms])
+        interval = backlog_s * 0.5 / b.sizes.pings  # all pings within the backlog's first half
+        sent_at, results = [], []
+        for _ in range(b.sizes.pings):
+            time.sleep(interval)
+            sent_at.append(time.time())
+            results.append(app.send_task(sides.PING, priority=side.ping_priority))
+        timeout = backlog_s * 4 + 120
+        waits = [ran - s for ran, s in zip(_stamps(results, timeout), sent_at, strict=True)]
+        sides.purge(side.redis, cpu_queue)
+        sides.wait_drained(side.redis, [cpu_queue], timeout=timeout)
+        rows.append(
+            {
+                "side": side.label,
+                "cpu_tasks": b.sizes.cpu_backlog,
+                "cpu_ms": b.sizes.cpu_ms,
+                **stats.summarize_ms(waits),
+            }
+        )
+    base = rows[1].get("p99_ms")
+    for row in rows:
+        row["p99_vs_baseline"] = round(base / row["p99_ms"], 1) if base and row["p99_ms"] else None
+    return rows
+
+
+#: Head-of-line variants: (label, worker-baseline environment); ``None`` = the deployment.
+HOL_VARIANTS: tuple[tuple[str, dict[str, str] | None], ...] = (
+    ("defaults: prefetch 4, acks early", {}),
+    ("prefetch 1 + acks_late", {"BASELINE_PREFETCH": "1", "BASELINE_ACKS_LATE": "1"}),
+    ("no-prefetch mode + acks_late", {"BASELINE_DISABLE_PREFETCH": "1", "BASELINE_ACKS_LATE": "1"}),
+    ("deployment worker (prefetch 1, acks_late, autoscale 4,1)", None),
+)
+
+
+def head_of_line(b: Bench) -> list[Row]:
+    """4. Short tasks among long ones: short-task waits and idle workers per prefetch mode."""
+    z = b.sizes
+    mix = stats.hol_mix(z.hol_long, z.hol_short, z.hol_scale, z.hol_short_seconds)
+    rows: list[Row] = []
+    try:
+        for label, env in HOL_VARIANTS:
+            side = b.deployment if env is None else b.baseline
+            service, queue = side.roles["default"]
+            if env is None:
+                workers = b.stack.wait_workers(service, 1)
+            else:
+                workers = [b.stack.restart_with(service, env)]
+            processes = b.stack.concurrency(workers)
+            b.stack.pause(queue, workers)
+            sides.wait_drained(side.redis, [queue], timeout=600)
+            results = [side.app.send_task(sides.SLEEP, args=[d]) for d in mix]
+            resumed = time.time()
+            b.stack.resume(queue, workers)
+            spans = _stamps(results, 3600)
+            short_waits = [
+                start - resumed
+                for (start, _), d in zip(spans, mix, strict=True)
+                if d == z.hol_short_seconds
+            ]
+            summary = stats.summarize_ms(short_waits)
+            rows.append(
+                {
+                    "variant": label,
+                    "processes": processes,
+                    "short_p50_wait_ms": summary["p50_ms"],
+                    "short_p99_wait_ms": summary["p99_ms"],
+                    "makespan_s": round(max(end for _, end in spans) - resumed, 2),
+                    "idle_fraction": round(
+                        stats.idle_fraction([(s, e) for s, e in spans], processes, resumed), 3
+                    ),
+                }
+            )
+    finally:
+        b.stack.restart_with("worker-baseline", {})
+    return rows
+
+
+class _MemorySampler:
+    """Largest Redis ``used_memory`` (bytes) seen every ``every`` seconds."""
+
+    def __init__(self, redis: Any, every: float = 0.05) -> None:
+        self.redis, self.every, self.peak = redis, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, int(self.redis.info("memory")["used_memory"]))
+
+    def __enter__(self) -> _MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _header(app: Any, kind: str, size: int, chunk_size: int) -> Any:
+    """``size`` stamp tasks: one message each (chord) or ``chunk_size`` per message."""
+    if kind == "chord":
+        return group(app.signature(sides.STAMP, args=(i,), immutable=True) for i in range(size))
+    return chunks(app.signature(sides.STAMP), [(i,) for i in range(size)], chunk_size).group()
+
+
+def fan_out(b: Bench) -> list[Row]:
+    """5. Chord of N headers vs the same work in chunks: time to body start, Redis peak."""
+    rows: list[Row] = []
+    for size in b.sizes.chord_sizes:
+        for side in b.sides:
+            app = side.app
+            for kind in ("chord", "chunks"):
+                before = int(side.redis.info("memory")["used_memory"])
+                with _MemorySampler(side.redis) as memory:
+                    sent = time.time()
+                    header = _header(app, kind, size, b.sizes.chunk_size)
+                    result = chord(header, app=app)(app.signature(sides.FAN_IN))
+                    body_start, count = result.get(timeout=3600)
+                seconds = body_start - sent
+                rows.append(
+                    {
+                        "headers": size,
+                        "side": side.label,
+                        "kind": kind if kind == "chord" else f"chunks of {b.sizes.chunk_size}",
+                        "messages": size if kind == "chord" else -(-size // b.sizes.chunk_size),
+                        "body_start_s": round(seconds, 2),
+                        "per_task_ms": round(seconds / size * 1000, 3),
+                        "redis_peak_mib": round(max(0, memory.peak - before) / 2**20, 2),
+                        "body_saw": int(count),
+                    }
+                )
+    return rows
+
+
+def scaling(b: Bench) -> list[Row]:
+    """6. No-op drain and CPU throughput with 1, 2, 3 worker containers (deployment)."""
+    rows: list[Row] = []
+    app, z = b.deployment.app, b.sizes
+    try:
+        for count in z.scale_counts:
+            workers = b.stack.scale_service("worker", count)
+            queue = b.deployment.queue("default")
+            noop = _drain(b, b.deployment, queue, workers, z.scale_noop_tasks)
+            cpu_workers = b.stack.scale_service("worker-cpu", count)
+            sent = time.time()
+            results = [app.send_task(sides.BURN, args=[z.cpu_ms]) for _ in range(z.scale_cpu_tasks)]
+            last = max(end for _, end in _stamps(results, 3600))
+            rows.append(
+                {
+                    "containers": count,
+                    "noop_drain_per_s": noop["drain_per_s"],
+                    "cpu_processes": b.stack.concurrency(cpu_workers),
+                    "cpu_tasks_per_s": round(z.scale_cpu_tasks / (last - sent), 1),
+                }
+            )
+    finally:
+        b.stack.scale_service("worker", 1)
+        b.stack.scale_service("worker-cpu", 1)
+    return rows
+
+
+#: Workload name -> function, in the order they run.
+WORKLOADS: dict[str, Callable[[Bench], list[Row]]] = {
+    "noop": noop_drain,
+    "roundtrip": round_trip,
+    "isolation": isolation,
+    "hol": head_of_line,
+    "fanout": fan_out,
+    "scaling": scaling,
+}
