@@ -1,6 +1,6 @@
 # One image for every Python service: app, workers, beat, Flower, migrations.
 # The base is overridable (air-gapped builds use a stand-in, see docker/offline/).
-ARG PYTHON_IMAGE=python:3.12-slim
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
@@ -11,7 +11,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-compile -r /tmp/requirements.txt && rm /tmp/requirements.txt
+RUN pip install --no-compile --require-hashes -r /tmp/requirements.txt && rm /tmp/requirements.txt
 
 # Non-root user with a fixed uid, owning the only writable paths (volumes).
 RUN groupadd --system --gid 10001 celeryref \

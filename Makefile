@@ -1,5 +1,7 @@
 # The front door. `make` alone lists the targets.
-# OFFLINE=1 selects the stand-in base images of docker/offline/ (no registry needed).
+# The stand-in base images of docker/offline/ (built by `make offline-images`, no
+# registry needed) are used whenever they exist; OFFLINE=0 forces the official ones,
+# OFFLINE=1 insists on the stand-ins.
 
 COMPOSE ?= docker compose
 PYTHON  ?= python3
@@ -8,22 +10,30 @@ BIN     := $(VENV)/bin
 SERVICE ?= worker-cpu
 N       ?= 2
 ITEMS   ?= 1000000
+# The lock compiler: hashed pins for every platform and Python >= 3.11 (the offline image
+# is 3.11.2, the official one 3.12). Run from the venv, where requirements-dev.in pins uv.
+LOCK    = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+          --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
+STANDIN_PYTHON := $(shell sed -n 's/^PYTHON_IMAGE=//p' docker/offline/images.env)
+OFFLINE ?= $(shell docker image inspect $(STANDIN_PYTHON) >/dev/null 2>&1 && echo 1)
 ifeq ($(OFFLINE),1)
 include docker/offline/images.env
 export PYTHON_IMAGE REDIS_IMAGE POSTGRES_IMAGE
 endif
+#: Printed when a compose command fails before any image could be pulled.
+REGISTRY_HINT := echo "make: if the error above is a registry or DNS error, run 'make offline-images' once; every target then uses the stand-ins" >&2; exit 1
 
 .DEFAULT_GOAL := help
 .PHONY: help up down clean logs ps scale demo queues test test-unit test-integration \
-        test-stack test-faults bench bench-mapreduce lint format offline-images venv
+        test-stack test-faults bench bench-mapreduce lint format offline-images venv lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
 
 up: ## Build and start the whole deployment, wait until healthy
-	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) up -d --build --wait || { $(REGISTRY_HINT); }
 
 down: ## Stop and remove the containers (volumes are kept)
 	$(COMPOSE) down
@@ -48,10 +58,19 @@ queues: ## Print the waiting messages per queue (the scaling signal)
 
 $(BIN)/pytest: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.bench-installed: requirements-bench.txt $(BIN)/pytest
+	$(BIN)/pip install --quiet --require-hashes -r requirements-bench.txt
 	touch $@
 
 venv: $(BIN)/pytest ## Create the host virtualenv with the test tools
+
+lock: $(BIN)/pytest ## Recompile the hashed locks requirements*.txt from requirements*.in (UPGRADE=1: newest allowed)
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
+	$(LOCK) requirements-bench.in -o requirements-bench.txt
 
 lint: $(BIN)/pytest ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check celeryref bench devtools tests
@@ -82,12 +101,10 @@ test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (do
 	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
 	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
 
-bench: $(BIN)/pytest ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
-	$(BIN)/pip install --quiet matplotlib==3.11.2
+bench: $(VENV)/.bench-installed ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
 
-bench-mapreduce: $(BIN)/pytest ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
-	$(BIN)/pip install --quiet matplotlib==3.11.2
+bench-mapreduce: $(VENV)/.bench-installed ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive
 	$(BIN)/python -m bench.mapreduce.run --items $(ITEMS) --repeat 2
 
 offline-images: ## Build the stand-in base images from Debian packages (air-gapped)

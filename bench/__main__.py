@@ -19,6 +19,8 @@ from pathlib import Path
 
 from bench import stack as bench_stack
 from bench import workloads
+from celeryref.observability import logs
+from devtools.harness import read_env_file
 
 logger = logging.getLogger("bench")
 
@@ -39,8 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    dotenv = bench_stack.read_dotenv(Path(".env"))
+    logs.configure(logging.INFO)
+    dotenv = read_env_file(Path(".env"))
     os.environ.update(bench_stack.stack_env(os.environ, dotenv))
 
     # Settings are read at import: only now may the apps be built.

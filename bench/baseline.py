@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from celery import Celery
@@ -57,7 +56,7 @@ def create_baseline(s: Settings = settings, env: Mapping[str, str] | None = None
     """A default Celery app on ``s``'s Redis with the benchmark tasks registered;
     ``env`` (default ``os.environ``) may select a head-of-line variant."""
     e = os.environ if env is None else env
-    own = replace(s, redis_broker_db=BROKER_DB, redis_result_db=RESULT_DB)
+    own = s.model_copy(update={"redis_broker_db": BROKER_DB, "redis_result_db": RESULT_DB})
     celery = Celery("baseline", broker=own.broker_url, backend=own.result_backend_url)
     if e.get("BENCH_ACKS_LATE", "") == "1":
         celery.conf.task_acks_late = True

@@ -9,13 +9,12 @@ This process reaches Redis through the loopback port, as a client would.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.mapreduce.stack import Stack
+from devtools.harness import ComposeProject
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +51,9 @@ def stack_env(base: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, s
     return env
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines of ``path`` (comments and blanks skipped)."""
-    values: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip()
-    return values
-
-
-class BenchStack(Stack):
-    """``docker compose -p celeryref-bench -f docker-compose.yml -f OVERRIDE``."""
+class BenchStack(ComposeProject):
+    """``docker compose -p celeryref-bench -f docker-compose.yml -f OVERRIDE``, in the
+    environment of this process (:func:`stack_env` already applied)."""
 
     def __init__(self, control: Any, baseline_control: Any) -> None:
         super().__init__(PROJECT, files=("docker-compose.yml", str(OVERRIDE)))
@@ -77,32 +66,30 @@ class BenchStack(Stack):
         baseline = any(n.startswith(("worker-baseline", "baseline@")) for n in names)
         return self.baseline_control if baseline else self.control
 
-    def up(self, build: bool = True) -> None:
-        args = ["--profile", "bench", "up", "-d", "--wait", "--wait-timeout", "600"]
-        self.compose(*args, *(["--build"] if build else []), timeout=1800)
+    def up(
+        self,
+        *args: str,
+        profiles: Sequence[str] = ("bench",),
+        timeout: float | None = 1800,
+        build: bool = True,
+    ) -> None:
+        """Bring up the deployment and the baseline worker (profile ``bench``), healthy;
+        the image built first unless not ``build``."""
+        super().up(*args, *(["--build"] if build else []), profiles=profiles, timeout=timeout)
 
-    def down(self) -> None:
-        self.compose("--profile", "bench", "--profile", "bench-tuned", "down", "-v",
-                     "--remove-orphans", timeout=600)  # fmt: skip
+    def down(self, profiles: Sequence[str] = ("bench", "bench-tuned"), check: bool = True) -> None:
+        """Remove the stack, the tuned worker (profile ``bench-tuned``) included."""
+        super().down(profiles, check)
 
     def scale_service(self, service: str, count: int) -> list[str]:
         """Run ``count`` containers of ``service``; the names of its answering workers."""
-        self.compose("up", "-d", "--no-deps", "--scale", f"{service}={count}", service)
+        self.scale(service, count)
         return self.wait_workers(service, count)
 
     def restart_with(self, service: str, env: Mapping[str, str], profile: str = "bench") -> str:
         """Recreate ``service`` with ``env`` added; the name of its worker."""
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
-            self.compose("--profile", profile, "up", "-d", "--no-deps", "--force-recreate",
-                         service)  # fmt: skip
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        self.compose("--profile", profile, "up", "-d", "--no-deps", "--force-recreate",
+                     service, env=env)  # fmt: skip
         return self.wait_workers(service, 1)[0]
 
     def stop(self, service: str) -> None:

@@ -12,12 +12,20 @@
           |                        dead-lettered at once (celeryref.reliability.dead_letters.store)
           +-- BadRequestUpstream       a dependency answered 4xx to what we sent
           +-- InvalidArguments         the task was called with arguments it cannot use
+          +-- NotFound                 the id asked about names nothing (task, dead letter,
+                                       execution, job): 404 from the API (one handler in
+                                       celeryref.api.main), non-zero exit from the CLIs;
+                                       also a ``LookupError``
 
 Library exceptions are not rewrapped where they are raised; :func:`classify` maps
 any exception to a :class:`Classification` (retry or not, and a severity) at the
 one place that decides: the task base class. Unknown exceptions (``ValueError``,
 ``KeyError`` from our own code: bugs) are permanent: retrying a bug only
 multiplies it. Tasks reject bad input explicitly with :class:`InvalidArguments`.
+
+An HTTP answer means the same everywhere (a task's request, ``raise_for_status``, the
+alert webhook): :func:`is_transient_http_status` is the one rule, and
+:func:`http_status_error` the error it makes.
 """
 
 from __future__ import annotations
@@ -78,6 +86,13 @@ class InvalidArguments(PermanentError):
     """The task's arguments are unusable (wrong type, out of range, missing)."""
 
 
+class NotFound(PermanentError, LookupError):
+    """The id asked about names nothing: no such task, dead letter, execution or job.
+
+    The one not-found error of the stores; the API maps it to 404 in one handler.
+    """
+
+
 class Severity(enum.IntEnum):
     """How loudly a failure is reported. ``CRITICAL`` pages operators (priority queue)."""
 
@@ -112,6 +127,7 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
         (TransientError, _T, Severity.MEDIUM, "transient"),
         (BadRequestUpstream, _P, Severity.MEDIUM, "upstream_bad_request"),
         (InvalidArguments, _P, Severity.MEDIUM, "invalid_arguments"),
+        (NotFound, _P, Severity.MEDIUM, "not_found"),
         (PermanentError, _P, Severity.HIGH, "permanent"),
         # libraries (an HTTPError with a retryable status is handled before this table)
         (requests.exceptions.SSLError, _P, Severity.HIGH, "upstream_tls"),  # no self-healing
@@ -139,8 +155,26 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
 #: What anything else is: a bug, and retrying a bug only multiplies it.
 UNEXPECTED = Classification(False, Severity.HIGH, "unexpected")
 
-#: HTTP statuses that mean "later", not "never": server errors, timeout, rate limit.
+#: HTTP statuses below 500 that mean "later", not "never": request timeout, rate limited.
 RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
+
+
+def is_transient_http_status(status: int) -> bool:
+    """Whether an HTTP answer that is not a success may succeed later.
+
+    5xx (the server's trouble), 408 (request timeout) and 429 (rate limited): yes.
+    Any other status (4xx; a 3xx where the caller does not follow redirects): no.
+    """
+    return status >= 500 or status in RETRYABLE_HTTP_STATUSES
+
+
+def http_status_error(status: int, message: str) -> UpstreamUnavailable | BadRequestUpstream:
+    """The error an unsuccessful HTTP answer ``status`` means (the caller decides which
+    statuses are unsuccessful): :class:`UpstreamUnavailable` when
+    :func:`is_transient_http_status`, else :class:`BadRequestUpstream`."""
+    if is_transient_http_status(status):
+        return UpstreamUnavailable(message)
+    return BadRequestUpstream(message)
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -153,7 +187,7 @@ def classify(exc: BaseException) -> Classification:
     """Map ``exc`` to retry-or-not and a severity (:data:`RULES`, else :data:`UNEXPECTED`)."""
     if isinstance(exc, requests.HTTPError):
         status = _http_status(exc)
-        if status is not None and (status >= 500 or status in RETRYABLE_HTTP_STATUSES):
+        if status is not None and is_transient_http_status(status):
             return Classification(True, Severity.MEDIUM, "upstream_unavailable")
     for kind, classification in RULES:
         if isinstance(exc, kind):

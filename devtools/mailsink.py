@@ -43,6 +43,8 @@ from urllib.parse import parse_qs, urlsplit
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from celeryref.observability import logs
+
 logger = logging.getLogger(__name__)
 
 #: Messages kept in memory; the oldest is dropped when a new one arrives.
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-messages must be at least 1")
     if args.max_message_bytes < 1:
         parser.error("--max-message-bytes must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(logging.INFO)
     # aiosmtpd logs every SMTP command at INFO; one line per message (ours) is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 

@@ -18,24 +18,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a compose ``.env`` file (comments and blanks skipped)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
+from devtools.harness import ROOT, read_env_file
 
 #: The secrets the compose file gets from ``.env``; the tests use the same ones.
 DOTENV = read_env_file(ROOT / ".env")

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.mapreduce import stack as benchstack
+from celeryref.observability import logs
+from devtools.harness import PeakSampler
 
 logger = logging.getLogger("bench.mapreduce.run")
 
@@ -117,13 +119,13 @@ def measure_once(stack: Any, args: argparse.Namespace, approach: str, containers
     idle = benchstack.summarize_memory(stack.worker_memory())
     _, keys = benchstack.result_backend_bytes(set())
     runner = run_mapreduce if approach == "map-reduce" else run_naive
-    with benchstack.PeakSampler(stack) as sampler:
+    with PeakSampler(stack.process_peak_mib) as sampler:
         measured = runner(dataset, args.function, options, args.partition_size)
     memory = {
         **benchstack.summarize_memory(stack.worker_memory()),
         "idle_process_mib": idle["process_peak_mib"],
     }
-    memory["process_peak_mib"] = round(max(memory["process_peak_mib"], sampler.process_peak_mib), 1)
+    memory["process_peak_mib"] = round(max(memory["process_peak_mib"], sampler.peak), 1)
     stored, _ = benchstack.result_backend_bytes(keys)
     if "forget" in measured:  # the naive results are huge: drop them from Redis now
         measured["forget"].parent.forget()
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logs.configure(logging.INFO)
     benchstack.point_at_stack(os.environ, Path(".env"))
 
     from bench.mapreduce import report as benchreport
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.setdefault((approach, containers), []).append(sample)
                 logger.info("%.2fs", sample.seconds)
     finally:
-        stack.scale(initial_workers)  # leave worker-cpu as it was found
+        stack.scale(benchstack.SERVICE, initial_workers)  # leave worker-cpu as it was
     expected = samples[("reference", 0)][0].result
     for (approach, containers), runs in samples.items():
         best = min(runs, key=lambda r: r.seconds)

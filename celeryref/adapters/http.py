@@ -13,12 +13,7 @@ from typing import Any
 
 import requests
 
-from celeryref.errors import (
-    RETRYABLE_HTTP_STATUSES,
-    BadRequestUpstream,
-    InvalidArguments,
-    UpstreamUnavailable,
-)
+from celeryref.errors import InvalidArguments, UpstreamUnavailable, http_status_error
 
 #: Seconds to connect and to wait for the first byte; a request never hangs.
 DEFAULT_TIMEOUT = (3.05, 15.0)
@@ -31,12 +26,11 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 def classify_response(status: int, url: str) -> None:
     """Raise the error that ``status`` means for a retry policy; 2xx/3xx pass.
 
-    5xx, 408 (timeout) and 429 (rate limited) are transient; other 4xx permanent.
+    5xx, 408 (timeout) and 429 (rate limited) are transient; other 4xx permanent
+    (:func:`celeryref.errors.http_status_error`).
     """
-    if status >= 500 or status in RETRYABLE_HTTP_STATUSES:
-        raise UpstreamUnavailable(f"{url} answered {status}")
     if status >= 400:
-        raise BadRequestUpstream(f"{url} answered {status}")
+        raise http_status_error(status, f"{url} answered {status}")
 
 
 def check_url(url: object) -> str:

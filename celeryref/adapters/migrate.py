@@ -14,6 +14,7 @@ from importlib import resources
 
 import psycopg2
 
+from celeryref.observability.logs import configure as configure_logging
 from celeryref.settings import settings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def migrate(dsn: str | None = None) -> list[str]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     applied = migrate()
     logger.info("schema up to date (%d applied now)", len(applied))
     return 0

@@ -17,15 +17,13 @@ import requests
 
 from celeryref.adapters import smtp
 from celeryref.alerts.model import Alert, redact_url
-from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
+from celeryref.errors import BadRequestUpstream, UpstreamUnavailable, http_status_error
 
 logger = logging.getLogger(__name__)
 
 #: Seconds to connect and seconds to wait for the answer of a webhook POST.
 DEFAULT_WEBHOOK_TIMEOUT = (3.05, 10.0)
 
-#: HTTP 4xx answers that mean "later", not "never".
-_RETRYABLE_4XX = frozenset({408, 429})
 #: requests errors that mean the URL itself cannot work; everything else is transport.
 _UNUSABLE_URL_ERRORS: tuple[type[requests.RequestException], ...] = (
     requests.exceptions.MissingSchema,
@@ -78,11 +76,9 @@ def send_webhook(
     if status < 300:
         return
     answer = f"webhook {target} answered {status}: {response.text[:200]!r}"
-    if status >= 500 or status in _RETRYABLE_4XX:
-        raise UpstreamUnavailable(answer)
-    if status < 400:
-        raise BadRequestUpstream(f"{answer}; set ALERT_WEBHOOK_URL to the final URL")
-    raise BadRequestUpstream(answer)
+    if status < 400:  # a redirect, not followed: permanent
+        answer += "; set ALERT_WEBHOOK_URL to the final URL"
+    raise http_status_error(status, answer)
 
 
 def build_email(alert: Alert, sender: str, recipients: list[str]) -> EmailMessage:

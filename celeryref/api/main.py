@@ -1,4 +1,4 @@
-"""The ``app`` service's HTTP API (``uvicorn celeryref.api.main:api``).
+"""The ``app`` service's HTTP API (``uvicorn --factory celeryref.api.main:api_with_logging``).
 
 Submit catalog tasks (``202`` + status URL), poll status and progress, revoke;
 operate the dead-letter store; read queue depths, worker stats and metrics.
@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse
 
 from celeryref.api.limits import BodySizeLimit
 from celeryref.api.routes import dead_letters, jobs, monitoring, tasks, workflows
-from celeryref.errors import InvalidArguments
+from celeryref.errors import InvalidArguments, NotFound
+from celeryref.observability import logs
 from celeryref.settings import settings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,21 @@ api.include_router(tasks.router)
 api.include_router(workflows.router)
 api.include_router(jobs.router)
 api.include_router(dead_letters.router)
+
+
+def api_with_logging() -> FastAPI:
+    """:data:`api` with the process's logging configured: the ``app`` service runs
+    ``uvicorn --factory celeryref.api.main:api_with_logging``.
+
+    uvicorn calls the factory (in each of its processes) after its own log config and
+    before its first line ("Started server process"); :func:`logs.configure` then takes
+    over uvicorn's loggers, so server, access and application lines share one format
+    (JSON in the container). A factory rather than configuring at import, so importing
+    :data:`api` (tests, tools) leaves logging alone; rather than ``--log-config``, so
+    the format is decided in one place.
+    """
+    logs.configure()
+    return api
 
 
 @api.exception_handler(RequestValidationError)
@@ -58,6 +74,15 @@ async def invalid_arguments(request: Request, exc: InvalidArguments) -> JSONResp
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": str(exc)}
     )
+
+
+@api.exception_handler(NotFound)
+async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+    """The one 404: no such task, dead letter, workflow execution or map-reduce job.
+
+    Routes do not catch :class:`~celeryref.errors.NotFound`; the store says what is missing.
+    """
+    return JSONResponse(status_code=status.HTTP_404_NOT_FOUND, content={"detail": str(exc)})
 
 
 def broker_unavailable(exc: BaseException) -> JSONResponse:

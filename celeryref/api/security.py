@@ -18,7 +18,7 @@ def require_token(
 ) -> None:
     """401 unless the request carries ``Authorization: Bearer <API_TOKEN>``."""
     if credentials is None or not hmac.compare_digest(
-        credentials.credentials.encode(), settings.api_token.encode()
+        credentials.credentials.encode(), settings.api_token.get_secret_value().encode()
     ):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

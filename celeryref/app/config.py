@@ -11,6 +11,7 @@ from typing import Any
 from kombu.entity import Exchange, Queue
 
 from celeryref import queues
+from celeryref.app import single_beat
 from celeryref.app.beat_schedule import beat_schedule
 from celeryref.settings import Settings
 
@@ -96,8 +97,18 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "beat_schedule": beat_schedule(s),
-        "beat_scheduler": "celeryref.app.single_beat:SingleBeatScheduler",
-        # Wake at least this often (seconds) so the single-beat lock is renewed
-        # well within its TTL.
+        # Exactly one beat; schedule and lock in the state Redis DB (single_beat.py).
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": s.state_redis_url,
+        "redbeat_redis_options": {
+            "socket_timeout": s.redis_socket_timeout,
+            "socket_connect_timeout": s.redis_socket_timeout,
+            "health_check_interval": 30,
+        },
+        "redbeat_key_prefix": single_beat.KEY_PREFIX,
+        "redbeat_lock_key": single_beat.LOCK_KEY,
+        "redbeat_lock_timeout": s.beat_lock_ttl,
+        # Wake at least this often (seconds) so the lock is extended well within
+        # its TTL; a standby tries to take it as often.
         "beat_max_loop_interval": max(1.0, s.beat_lock_ttl / 4),
     }

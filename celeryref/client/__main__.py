@@ -8,7 +8,8 @@
     queues | workers                   the scaling signals
     deadletters list|show|replay|purge the dead-letter store
 
-Bad input prints ``error: ...`` and exits 2.
+Bad input or an unknown id (:class:`~celeryref.errors.NotFound`) prints ``error: ...``
+and exits 2.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from celeryref.celery_app import app
 from celeryref.client import commands
 from celeryref.client.demo import demo
-from celeryref.errors import InvalidArguments
+from celeryref.errors import InvalidArguments, NotFound
 from celeryref.submission.catalog import CATALOG
 
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except InvalidArguments as exc:
+    except (InvalidArguments, NotFound) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 

@@ -49,8 +49,7 @@ def _finish(task_id: str, timeout: float) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    if not submission.is_known(args.task_id):
-        raise InvalidArguments(f"no task {args.task_id!r} was submitted here")
+    submission.require_known(args.task_id)
     if args.watch:
         return _finish(args.task_id, args.timeout)
     sys.stdout.write(json.dumps(submission.status(app, args.task_id), default=str) + "\n")

@@ -18,9 +18,9 @@ from typing import Any, TextIO
 from celery.canvas import Signature
 
 from celeryref import queues
+from celeryref.client import canvas as canvas_demo
 from celeryref.errors import InvalidArguments
 from celeryref.mapreduce import generate, jobs, reference, store
-from celeryref.tasks.default import canvas_demo
 from celeryref.workflows import engine, status
 
 #: Dataset the demo (re)generates for its map-reduce job.

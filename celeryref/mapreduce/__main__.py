@@ -8,7 +8,7 @@
 
 ``start`` prints the job id (and, with ``--wait``, progress lines and the final
 status); ``status`` prints the job as JSON, with its result once it succeeded.
-Exit status: 0 done or queued, 1 the job failed, 2 bad arguments.
+Exit status: 0 done or queued, 1 the job failed, 2 bad arguments or no such job.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from celeryref.errors import InvalidArguments
+from celeryref.errors import InvalidArguments, NotFound
 from celeryref.mapreduce import jobs
 from celeryref.mapreduce.reference import parse_options
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             partitions=args.partitions,
             partition_size=args.partition_size,
         )
-    except InvalidArguments as exc:
+    except (InvalidArguments, NotFound) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     out.write(f"{job_id}\n")

@@ -24,6 +24,7 @@ from typing import Any
 
 from celeryref.adapters import db
 from celeryref.errors import InvalidArguments
+from celeryref.observability import logs
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same items")
     parser.add_argument("--replace", action="store_true", help="replace a dataset of that name")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)
     started = time.perf_counter()
     try:
         dataset_id = generate(args.name, args.items, args.seed, args.replace)

@@ -4,7 +4,8 @@
 (function name, options, expressions, dataset, plan), inserts the job row, then
 dispatches ``chord([map_partition(job, i, start, end) ...], reduce_job(job))``
 with :func:`~celeryref.tasks.cpu_intensive.mapreduce.record_job_failure` as the
-body's errback. It returns at once; :func:`status` reads progress from Postgres.
+body's errback, naming the tasks (this module never imports task modules). It
+returns at once; :func:`status` reads progress from Postgres.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Any
 
 from celery import chord
 
+from celeryref.celery_app import app
 from celeryref.mapreduce import planning, store
 from celeryref.mapreduce.functions import prepare
-from celeryref.tasks.cpu_intensive import mapreduce as tasks
+
+#: The map-reduce tasks, by name (``celeryref.tasks.cpu_intensive.mapreduce``).
+MAP_PARTITION = "celeryref.tasks.cpu_intensive.mapreduce.map_partition"
+REDUCE_JOB = "celeryref.tasks.cpu_intensive.mapreduce.reduce_job"
+RECORD_JOB_FAILURE = "celeryref.tasks.cpu_intensive.mapreduce.record_job_failure"
 
 
 def start(
@@ -34,9 +40,13 @@ def start(
     plan = planning.plan(found.item_count, partitions, partition_size)
     job_id = str(uuid.uuid4())
     store.create_job(job_id, found, checked.name, checked.options, len(plan))
-    body = tasks.reduce_job.s(job_id).on_error(tasks.record_job_failure.s(job_id=job_id))
+    on_error = app.signature(RECORD_JOB_FAILURE, kwargs={"job_id": job_id})
+    body = app.signature(REDUCE_JOB, args=(job_id,)).on_error(on_error)
     if plan:
-        header = [tasks.map_partition.si(job_id, p.index, p.start, p.end) for p in plan]
+        header = [
+            app.signature(MAP_PARTITION, args=(job_id, p.index, p.start, p.end), immutable=True)
+            for p in plan
+        ]
         result = chord(header)(body)
     else:  # an empty dataset: nothing to map, the reducer stores the empty result
         result = body.apply_async(([],))

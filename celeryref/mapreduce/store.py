@@ -19,7 +19,7 @@ from typing import Any
 from psycopg2.extras import Json, RealDictCursor
 
 from celeryref.adapters import db
-from celeryref.errors import InvalidArguments
+from celeryref.errors import InvalidArguments, NotFound
 from celeryref.mapreduce.planning import Partition
 
 #: Rows fetched per round trip of the server-side cursor (~250 bytes each).
@@ -125,7 +125,7 @@ def get_job(job_id: str) -> Job:
         )
         row = cur.fetchone()
     if row is None:
-        raise InvalidArguments(f"no map-reduce job {job_id!r}")
+        raise NotFound(f"no map-reduce job {job_id!r}")
     return Job(*row)
 
 
@@ -225,7 +225,7 @@ def job_status(job_id: str) -> dict[str, Any]:
         )
         row = cur.fetchone()
     if row is None:
-        raise InvalidArguments(f"no map-reduce job {job_id!r}")
+        raise NotFound(f"no map-reduce job {job_id!r}")
     status = dict(row)
     for key in ("created_at", "started_at", "finished_at"):
         status[key] = status[key].isoformat() if status[key] is not None else None

@@ -3,7 +3,7 @@
 * ``worker QUEUE``: the worker node ``QUEUE@<hostname>`` of this container answers a
   control request over the broker and reports that it consumes ``QUEUE``. A worker
   that is alive but disconnected from Redis, or not subscribed to its queue, fails.
-* ``beat``: a beat holds the single-beat lease (this one, or another one while this
+* ``beat``: a beat holds the single-beat lock (this one, or another one while this
   one waits in standby).
 * ``http URL``: ``URL`` answers 2xx within the timeout.
 
@@ -41,7 +41,7 @@ def check_beat() -> str | None:
     from celeryref.app.single_beat import LOCK_KEY
 
     if not redis_state.client().exists(LOCK_KEY):
-        return f"no beat holds the lease {LOCK_KEY}"
+        return f"no beat holds the lock {LOCK_KEY}"
     return None
 
 

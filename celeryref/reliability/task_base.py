@@ -16,6 +16,10 @@ Per attempt it:
 
 Task options (``@app.task(idempotent=True, retry_policy=RetryPolicy(...))``):
 ``idempotent``, ``retry_policy``, ``alert_on_dead_letter``.
+
+Longer than 250 lines: the attempt's four steps and Celery's ``retry`` override
+(listed in :data:`celeryref.upstream.PATCHES`) decide one failure together; split,
+the order in which they run would have to be read across files.
 """
 
 from __future__ import annotations

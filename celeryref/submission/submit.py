@@ -13,6 +13,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from celeryref.adapters import redis_state
+from celeryref.errors import NotFound
 from celeryref.observability.progress import PROGRESS
 from celeryref.reliability.idempotency import HEADER as IDEMPOTENCY_HEADER
 from celeryref.reliability.idempotency import validate_key
@@ -48,9 +49,11 @@ def remember(task_id: str, name: str) -> None:
     redis_state.client().set(_submitted_key(task_id), name, ex=settings.result_expires)
 
 
-def is_known(task_id: str) -> bool:
-    """Whether ``task_id`` was handed out by :func:`submit` (and has not expired)."""
-    return bool(redis_state.client().exists(_submitted_key(task_id)))
+def require_known(task_id: str) -> None:
+    """Raise :class:`~celeryref.errors.NotFound` unless ``task_id`` was handed out by
+    :func:`submit` or :func:`remember` (and has not expired)."""
+    if not redis_state.client().exists(_submitted_key(task_id)):
+        raise NotFound(f"no task {task_id!r} was submitted here")
 
 
 def describe_error(exc: Any) -> dict[str, str]:

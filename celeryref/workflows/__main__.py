@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from celeryref.errors import InvalidArguments
+from celeryref.observability import logs
 from celeryref.workflows import engine, registry, status
 from celeryref.workflows.definition import Workflow
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     cancel.add_argument("execution_id")
     commands.add_parser("list", help="the registered workflows")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.WARNING)
     try:
         return run(args, sys.stdout)
     except InvalidArguments as exc:

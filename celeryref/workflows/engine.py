@@ -25,6 +25,7 @@ from typing import Any
 
 from celeryref.adapters import db
 from celeryref.celery_app import app
+from celeryref.errors import NotFound
 from celeryref.workflows import registry, step_rows, store
 from celeryref.workflows.definition import Workflow, validate
 
@@ -168,11 +169,12 @@ def note_retry(ctx: StepContext, error: str) -> None:
 
 
 def cancel(execution_id: str) -> bool:
-    """Cancel a running execution; ``False`` when it had already finished."""
+    """Cancel a running execution; ``False`` when it had already finished, ``NotFound``
+    when there is none."""
     with db.connection() as conn, conn.cursor() as cur:
         status = store.lock_execution(cur, execution_id)
         if status is None:
-            raise LookupError(f"no workflow execution {execution_id}")
+            raise NotFound(f"no workflow execution {execution_id}")
         if status != "running":
             return False
         closed = store.close_steps(cur, execution_id, store.ACTIVE, "cancelled", "cancelled")

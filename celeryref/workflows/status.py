@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from celeryref.adapters import db
+from celeryref.errors import NotFound
 from celeryref.workflows.definition import Step, layers
 
 
@@ -57,7 +58,7 @@ class ExecutionState:
 
 
 def load(execution_id: str) -> ExecutionState:
-    """The execution ``execution_id``; ``LookupError`` when there is none."""
+    """The execution ``execution_id``; :class:`~celeryref.errors.NotFound` when there is none."""
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT id::text, workflow, status, input, result, error, created_at, finished_at"
@@ -66,7 +67,7 @@ def load(execution_id: str) -> ExecutionState:
         )
         row = cur.fetchone()
         if row is None:
-            raise LookupError(f"no workflow execution {execution_id}")
+            raise NotFound(f"no workflow execution {execution_id}")
         cur.execute(
             "SELECT name, task, queue, depends_on, status, task_id, attempts, result, error,"
             " queued_at, started_at, finished_at FROM workflow_steps"

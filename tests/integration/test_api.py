@@ -21,7 +21,7 @@ from tests.conftest import wait_for
 from tests.integration.conftest import await_ping
 from tests.support import tasks as support
 
-AUTH = {"Authorization": f"Bearer {settings.api_token}"}
+AUTH = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from celeryref.mapreduce.generate import generate
 from celeryref.settings import settings
 from tests.conftest import wait_for
 
-AUTH = {"Authorization": f"Bearer {settings.api_token}"}
+AUTH = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ domain_tables = wf_support.domain_tables
 smtp_sink = wf_support.smtp_sink
 start_sink = wf_support.start_sink
 
-AUTH = {"Authorization": f"Bearer {settings.api_token}"}
+AUTH = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 RECORDS = [{"id": 1, "name": "a", "value": 3}, {"id": 2, "name": "b", "value": 5}]
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import http.server
+import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from PIL import Image
 
-from celeryref.domain import imaging
-from celeryref.tasks.default import canvas_demo
+from celeryref.client import canvas as canvas_demo
+from celeryref.errors import InvalidArguments
+from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.tasks.io_intensive import images
 from tests.conftest import wait_for
 from tests.integration import wf_support
 from tests.integration.wf_support import WORK_QUEUES, Sink, mails_to
+from tests.unit.test_imaging import png_claiming
 
 domain_tables = wf_support.domain_tables
 smtp_sink = wf_support.smtp_sink
@@ -73,9 +77,12 @@ def test_map_reduce_over_chunks(worker: Any) -> None:
         assert work.apply_async().get(timeout=TIMEOUT) == 328_350
 
 
-def ppm(width: int, height: int, shade: int) -> bytes:
-    pixels = bytes((shade + x + y) % 256 for y in range(height) for x in range(width * 3))
-    return b"P6\n%d %d\n255\n" % (width, height) + pixels
+def picture(width: int, height: int, fmt: str) -> bytes:
+    """A ``width x height`` gradient encoded as ``fmt`` (PNG or JPEG)."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
 
 
 class ImageHandler(http.server.BaseHTTPRequestHandler):
@@ -84,7 +91,9 @@ class ImageHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = self.images.get(self.path)
         self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "image/x-portable-pixmap")
+        self.send_header(
+            "Content-Type", "image/jpeg" if self.path.endswith(".jpg") else "image/png"
+        )
         self.end_headers()
         self.wfile.write(body or b"")
 
@@ -94,11 +103,14 @@ class ImageHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def image_server() -> Iterator[str]:
-    """Serves /a.ppm (64x32), /b.ppm (20x40) and /c.ppm (8x8) on 127.0.0.1."""
+    """Serves /a.png (64x32), /b.jpg (20x40), /c.png (8x8), and two refusals:
+    /bomb.png (a header claiming 20000x20000) and /junk.png (not an image), on 127.0.0.1."""
     ImageHandler.images = {
-        "/a.ppm": ppm(64, 32, 1),
-        "/b.ppm": ppm(20, 40, 2),
-        "/c.ppm": ppm(8, 8, 3),
+        "/a.png": picture(64, 32, "PNG"),
+        "/b.jpg": picture(20, 40, "JPEG"),
+        "/c.png": picture(8, 8, "PNG"),
+        "/bomb.png": png_claiming(20_000, 20_000),
+        "/junk.png": b"<html>not an image</html>",
     }
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -110,9 +122,9 @@ def image_server() -> Iterator[str]:
 def test_image_pipeline_resizes_uploads_and_notifies_once(
     worker: Any, domain_tables: None, smtp_sink: Sink, image_server: str
 ) -> None:
-    """Three URLs: each is downloaded, fitted into 16x16 and written to the images
-    directory; then exactly ONE e-mail lists all three."""
-    urls = [f"{image_server}/{name}.ppm" for name in ("a", "b", "c")]
+    """A PNG, a JPEG and a small PNG: each is downloaded, fitted into 16x16 in its own
+    format and written to the images directory; then exactly ONE e-mail lists all three."""
+    urls = [f"{image_server}/{name}" for name in ("a.png", "b.jpg", "c.png")]
     with worker(*WORK_QUEUES, pool="threads", concurrency=4):
         result = images.process_images.delay(urls, 16, 16, ["art@example.com"])
         summary = result.get(timeout=TIMEOUT)
@@ -120,10 +132,38 @@ def test_image_pipeline_resizes_uploads_and_notifies_once(
 
     assert summary["sent"] is True and summary["images"] == 3
     assert mail["subject"] == "3 images processed"
-    sizes = {}
+    written = {}
     for line in mail["body"].splitlines():
         url, _, rest = line.partition(" -> ")
-        image = imaging.parse(Path(rest.split(" (")[0]).read_bytes())
-        sizes[url.rsplit("/", 1)[1]] = (image.width, image.height)
-    assert sizes == {"a.ppm": (16, 8), "b.ppm": (8, 16), "c.ppm": (8, 8)}
+        path = Path(rest.split(" (")[0])
+        with Image.open(path) as image:
+            written[url.rsplit("/", 1)[1]] = (image.format, image.size, path.suffix)
+    assert written == {
+        "a.png": ("PNG", (16, 8), ".png"),
+        "b.jpg": ("JPEG", (8, 16), ".jpg"),
+        "c.png": ("PNG", (8, 8), ".png"),
+    }
     assert len(smtp_sink.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("bomb.png", "over 25000000 pixels"), ("junk.png", "not a JPEG or PNG image")],
+)
+def test_an_image_that_is_a_bomb_or_junk_fails_at_once_and_is_dead_lettered(
+    worker: Any, image_server: str, name: str, reason: str
+) -> None:
+    """The download refuses it from its header (InvalidArguments): no retry, no resize,
+    a dead letter that names the URL and the reason."""
+    url = f"{image_server}/{name}"
+    with worker(*WORK_QUEUES, pool="threads", concurrency=2):
+        result = images.download_image.delay(url)
+        with pytest.raises(InvalidArguments, match=reason):
+            result.get(timeout=TIMEOUT)
+    (entry,) = dead_letters.list_entries()
+    assert (entry.task_id, entry.retries, entry.exception_type) == (
+        result.id,
+        0,
+        "InvalidArguments",
+    )
+    assert url in entry.exception and reason in entry.exception

@@ -90,12 +90,10 @@ def test_a_failed_notification_is_logged_with_its_error(
 ) -> None:
     """Nobody listens on the SMTP port: two attempts, the task fails, the log row says
     'failed' with the connection error."""
-    import dataclasses
-
     from celeryref.settings import settings
 
-    alerts = dataclasses.replace(settings.alerts, smtp_host="127.0.0.1", smtp_port=free_port())
-    monkeypatch.setattr(email, "settings", dataclasses.replace(settings, alerts=alerts))
+    local = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": free_port()})
+    monkeypatch.setattr(email, "settings", local)
     fast = RetryPolicy(max_retries=1, base_delay=0.05, max_delay=0.1)
     monkeypatch.setattr(email.send_notification, "retry_policy", fast)
     with worker(*WORK_QUEUES, pool="threads", concurrency=2):

@@ -284,15 +284,21 @@ def test_a_map_killed_mid_partition_is_redelivered_and_counted_once(
 
 
 def test_the_naive_baseline_computes_the_same_result(worker: Any, dataset: str) -> None:
-    """The benchmark's naive variant does the same work (so only its cost differs)."""
+    """The benchmark's naive variant does the same work (so only its cost differs).
+
+    It lives in bench.tasks, which this process does not route (EXTRA_TASK_PACKAGES
+    is unset), so the queue is named explicitly.
+    """
     options = FUNCTION_OPTIONS["aggregation"]
     found = store.get_dataset(dataset)
+    cpu = {"queue": queues.CPU_INTENSIVE}
     header = [
-        mapreduce_naive.naive_map.si(found.id, p.start, p.end, True)
+        mapreduce_naive.naive_map.si(found.id, p.start, p.end, True).set(**cpu)
         for p in planning.plan(ITEMS, partitions=3)
     ]
     with worker(queues.CPU_INTENSIVE):
-        result = chord(header)(mapreduce_naive.naive_reduce.s("aggregation", options))
+        body = mapreduce_naive.naive_reduce.s("aggregation", options).set(**cpu)
+        result = chord(header)(body)
         value = result.get(timeout=60)
     assert value == reference.run(dataset, "aggregation", options)
 

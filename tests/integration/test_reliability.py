@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -130,8 +129,8 @@ def test_dead_letter_alerts_operators_through_the_priority_queue(
     worker: Any, http_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dead letter enqueues notify_operators on `priority`, which posts to the webhook."""
-    alerts = dataclasses.replace(settings.alerts, webhook_url=f"{http_server}/hook")
-    monkeypatch.setattr(priority, "settings", dataclasses.replace(settings, alerts=alerts))
+    local = settings.model_copy(update={"alert_webhook_url": f"{http_server}/hook"})
+    monkeypatch.setattr(priority, "settings", local)
     with worker(queues.DEFAULT, queues.PRIORITY):
         with pytest.raises(InvalidArguments):
             support.apply_discount.delay(404).get(timeout=10)

@@ -8,7 +8,6 @@ is outside kombu's retry policy, so only ``result_backend_always_retry`` (our
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import traceback
 from typing import Any
@@ -19,7 +18,7 @@ from celery import Celery, states
 from celery.backends.base import BaseBackend
 from celery.utils import uuid
 
-from celeryref.celery_app import celery_config
+from celeryref.app.config import celery_config
 from celeryref.settings import settings
 from tests.integration.conftest import on_spare, spare
 
@@ -30,10 +29,11 @@ WORKER_RESULT_STORE_RETRIES = 20
 
 def backend(result_store_retries: int) -> BaseBackend:
     """The result backend of a process configured like a worker, on the spare Redis."""
-    s = dataclasses.replace(
-        settings,
-        redis_max_retries=WORKER_REDIS_MAX_RETRIES,
-        result_store_retries=result_store_retries,
+    s = settings.model_copy(
+        update={
+            "redis_max_retries": WORKER_REDIS_MAX_RETRIES,
+            "result_store_retries": result_store_retries,
+        }
     )
     celery = Celery("f16-test", set_as_current=False)
     celery.conf.update(celery_config(s))

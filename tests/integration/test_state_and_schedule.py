@@ -1,21 +1,23 @@
-"""Postgres-backed tasks, the per-process pool, migrations, the beat lease, the redelivery cap."""
+"""Postgres-backed tasks, the per-process pool, migrations, the beat lock, the redelivery cap."""
 
 from __future__ import annotations
 
 import os
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import beat
 from celery.exceptions import Reject
-from celery.signals import worker_process_shutdown
+from celery.signals import beat_init, worker_process_shutdown
+from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
+from redis.exceptions import LockNotOwnedError
 
 from celeryref import queues
 from celeryref.adapters import db, redis_state
 from celeryref.adapters.migrate import migrate
-from celeryref.app.single_beat import LOCK_KEY, RedisLease, SingleBeatScheduler
+from celeryref.app.single_beat import KEY_PREFIX, LOCK_KEY
 from celeryref.celery_app import app
 from celeryref.reliability import delivery_guard
 from celeryref.settings import settings
@@ -111,49 +113,56 @@ def test_a_message_delivered_too_often_is_refused_not_run(worker: Any) -> None:
     assert delivery_guard.record_delivery(task_id, 0) == settings.max_deliveries + 2
 
 
-def test_beat_lease_is_exclusive(clean_state: None) -> None:
-    """One holder at a time; only the holder renews or releases."""
-    first = RedisLease(redis_state.client(), LOCK_KEY, ttl=30)
-    second = RedisLease(redis_state.client(), LOCK_KEY, ttl=30)
-
-    assert first.acquire()
-    assert not second.acquire()
-    assert not second.renew() and not second.release()
-    assert first.renew()
-    assert first.release()
-    assert second.acquire()
+def started_beat(max_interval: float = 0.1) -> beat.Service:
+    """A beat service as ``celery beat`` starts it, up to the lock (``beat_init``)."""
+    service = beat.Service(app, max_interval=max_interval, scheduler_cls=app.conf.beat_scheduler)
+    beat_init.send(sender=service)
+    return service
 
 
-def test_second_beat_waits_in_standby_until_the_first_stops(
-    clean_state: None, tmp_path: Path
-) -> None:
-    """A second scheduler does not start while another holds the lease; it does after."""
-    holder = RedisLease(redis_state.client(), LOCK_KEY, ttl=30)
-    assert holder.acquire()
-    started = threading.Event()
-    schedulers: list[SingleBeatScheduler] = []
-
-    def start_standby() -> None:
-        schedulers.append(
-            SingleBeatScheduler(app=app, schedule_filename=str(tmp_path / "schedule"))
-        )
-        started.set()
-
-    thread = threading.Thread(target=start_standby, daemon=True)
-    SingleBeatScheduler.standby_poll = 0.1
+def test_second_beat_waits_for_the_lock_until_the_first_stops(clean_state: None) -> None:
+    """A second beat does not get past ``beat_init`` while another holds the lock; it does
+    once the first stops, and stopping releases the lock."""
+    holder = started_beat()
+    assert holder.scheduler.lock.owned()
+    standby: list[beat.Service] = []
+    thread = threading.Thread(target=lambda: standby.append(started_beat()), daemon=True)
     thread.start()
 
-    assert not started.wait(1.0), "second beat started while the lease was held"
-    assert not (tmp_path / "schedule").exists(), "standby beat opened the schedule file"
-    holder.release()
-    assert started.wait(5.0), "second beat did not take over the released lease"
-    assert schedulers[0].lease.holder() == schedulers[0].lease.token
-    schedulers[0].close()
-    assert schedulers[0].lease.holder() is None
+    thread.join(1.0)
+    assert not standby, "second beat started while the lock was held"
+    holder.sync()
+    thread.join(5.0)
+    assert standby, "second beat did not take over the released lock"
+    assert standby[0].scheduler.lock.owned()
+    standby[0].sync()
+    assert not redis_state.client().exists(LOCK_KEY)
 
 
-def test_the_banner_only_scheduler_takes_no_lease(clean_state: None) -> None:
-    """Celery builds a lazy scheduler just to print its banner: it must not hold the lease."""
-    banner = SingleBeatScheduler(app=app, lazy=True)
-    assert RedisLease(redis_state.client(), LOCK_KEY, ttl=30).holder() is None
-    assert not banner.holds_lease
+def test_a_beat_that_lost_its_lock_stops_ticking(clean_state: None) -> None:
+    """The lock expired and another beat took it: the next tick raises before it sends."""
+    holder = started_beat()
+    redis_state.client().set(LOCK_KEY, "another-beat", px=10_000)
+    with pytest.raises(LockNotOwnedError):
+        holder.scheduler.tick()
+    holder.sync()
+    assert redis_state.client().get(LOCK_KEY) == b"another-beat"
+
+
+def test_a_restarted_beat_keeps_each_entrys_last_run(clean_state: None) -> None:
+    """The schedule state lives in Redis (no file, no volume): a new beat process reads the
+    last run the previous one stored instead of starting every entry afresh."""
+    started_beat().sync()
+    key = KEY_PREFIX + "beat-heartbeat"
+    last_run = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    RedBeatSchedulerEntry.from_key(key, app=app).reschedule(last_run)
+
+    restarted = started_beat()
+    assert RedBeatSchedulerEntry.from_key(key, app=app).last_run_at == last_run
+    restarted.sync()
+
+
+def test_the_banner_only_scheduler_takes_no_lock(clean_state: None) -> None:
+    """Celery builds a lazy scheduler just to print its banner: it writes nothing to Redis."""
+    RedBeatScheduler(app=app, lazy=True)
+    assert redis_state.client().keys(KEY_PREFIX + "*") == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -41,8 +40,8 @@ def smtp_sink(start_sink: Callable[..., Sink], monkeypatch: pytest.MonkeyPatch) 
     from celeryref.tasks.io_intensive import email
 
     sink = start_sink()
-    alerts = dataclasses.replace(settings.alerts, smtp_host="127.0.0.1", smtp_port=sink.smtp_port)
-    monkeypatch.setattr(email, "settings", dataclasses.replace(settings, alerts=alerts))
+    local = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.smtp_port})
+    monkeypatch.setattr(email, "settings", local)
     return sink
 
 

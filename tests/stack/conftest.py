@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from celery import Celery
 
+from devtools.harness import ComposeError, ComposeProject
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing, wait_for
 
 #: Compose project of the stack under test (override to run two suites at once).
@@ -42,45 +41,13 @@ STACK_ENV = {
 
 
 @dataclass
-class Stack:
+class Stack(ComposeProject):
     """Handle on the running compose project."""
 
-    env: dict[str, str] = field(default_factory=lambda: {**os.environ, **STACK_ENV})
-    startup_seconds: float = 0.0
-    #: Compose project name and ``-f`` options (none: docker-compose.yml alone).
     project: str = PROJECT
-    compose_files: tuple[str, ...] = ()
-
-    def compose_command(self, *args: str) -> list[str]:
-        """``docker compose`` argv for this project and its files, then ``args``."""
-        return ["docker", "compose", "-p", self.project, *self.compose_files, *args]
-
-    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> str:
-        run = subprocess.run(
-            self.compose_command(*args),
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and run.returncode != 0:
-            raise AssertionError(
-                f"docker compose {' '.join(args)} failed ({run.returncode}):\n"
-                f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-            )
-        return run.stdout
-
-    def containers(self, service: str | None = None) -> list[dict[str, Any]]:
-        """``docker compose ps -a`` rows (Service, ID, State, Health, ExitCode, ...)."""
-        out = self.compose("ps", "-a", "--format", "json", *([service] if service else []))
-        out = out.strip()
-        if not out:
-            return []
-        if out.startswith("["):
-            rows: list[dict[str, Any]] = json.loads(out)
-            return rows
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    env: dict[str, str] = field(default_factory=lambda: {**os.environ, **STACK_ENV})
+    timeout: float = 900
+    startup_seconds: float = 0.0
 
     def service_of_host(self, hostname: str) -> str | None:
         """The compose service whose container has ``hostname`` (a short container id)."""
@@ -93,10 +60,10 @@ class Stack:
         return {
             "APP_ENV": "test",
             "REDIS_HOST": "127.0.0.1",
-            "REDIS_PORT": STACK_ENV["REDIS_HOST_PORT"],
+            "REDIS_PORT": self.env["REDIS_HOST_PORT"],
             "REDIS_PASSWORD": DOTENV["REDIS_PASSWORD"],
             "POSTGRES_HOST": "127.0.0.1",
-            "POSTGRES_PORT": STACK_ENV["POSTGRES_HOST_PORT"],
+            "POSTGRES_PORT": self.env["POSTGRES_HOST_PORT"],
             "POSTGRES_USER": DOTENV["POSTGRES_USER"],
             "POSTGRES_PASSWORD": DOTENV["POSTGRES_PASSWORD"],
             "POSTGRES_DB": DOTENV["POSTGRES_DB"],
@@ -109,12 +76,9 @@ class Stack:
 
         return create_app(load_settings(self.settings_env()))
 
-    def up(self, *args: str) -> None:
-        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *args)
-
     @property
     def flower_url(self) -> str:
-        return f"http://127.0.0.1:{STACK_ENV['FLOWER_HOST_PORT']}"
+        return f"http://127.0.0.1:{self.env['FLOWER_HOST_PORT']}"
 
     @property
     def flower_auth(self) -> tuple[str, str]:
@@ -130,12 +94,12 @@ def stack() -> Iterator[Stack]:
             "after scripts/ensure-docker.sh"
         )
     s = Stack()
-    s.compose("down", "-v", "--remove-orphans")
+    s.down()
     s.compose("build")
     started = time.monotonic()
     try:
         s.up()
-    except AssertionError:
+    except ComposeError:
         print(s.compose("logs", "--no-color", "--tail", "80", check=False))  # noqa: T201
         raise
     s.startup_seconds = time.monotonic() - started
@@ -145,4 +109,4 @@ def stack() -> Iterator[Stack]:
     out.write_text(json.dumps({"seconds_to_healthy_after_up": round(s.startup_seconds, 1)}))
     yield s
     if not os.environ.get("KEEP_STACK"):
-        s.compose("down", "-v", "--remove-orphans", check=False)
+        s.down(check=False)

@@ -39,13 +39,14 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 
+from devtools.harness import ComposeError
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
 from tests.stack.conftest import Stack, wait_for
 
 #: Compose project of the fault suite (never the developer's or the stack tier's).
 PROJECT = "celeryref-faults"
 #: The deployment plus the fault-suite override.
-COMPOSE_FILES = ("-f", "docker-compose.yml", "-f", "tests/stack/compose.faults.yml")
+COMPOSE_FILES = ("docker-compose.yml", "tests/stack/compose.faults.yml")
 #: Package of the drill tasks, outside the product (EXTRA_TASK_PACKAGES).
 DRILL_PACKAGE = "devtools.tasks"
 #: Drill tasks (devtools/tasks/default/drills.py) by short name.
@@ -130,10 +131,8 @@ class FaultStack(Stack):
     env: dict[str, str] = field(default_factory=lambda: {**os.environ, **FAULT_ENV})
 
     project: str = PROJECT
-    compose_files: tuple[str, ...] = COMPOSE_FILES
-
-    def up(self, *args: str) -> None:
-        self.compose("up", "-d", "--wait", "--wait-timeout", "300", *args)
+    files: tuple[str, ...] = COMPOSE_FILES
+    wait_timeout: int = 300
 
     def running(self, service: str) -> list[dict[str, Any]]:
         """Running containers of ``service``."""
@@ -195,17 +194,6 @@ class FaultStack(Stack):
         wait_for(answers, timeout, f"the {service} node to answer a ping", every=1)
         return container
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        run = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and run.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed: {run.stderr[-2000:]}")
-        return run.stdout
-
-    def exec_in(self, container: str, *command: str, check: bool = True) -> str:
-        return self.docker("exec", container, *command, check=check)
-
     def logs(self, service: str, tail: int = 200) -> str:
         return self.compose("logs", "--no-color", "--tail", str(tail), service, check=False)
 
@@ -214,14 +202,8 @@ class FaultStack(Stack):
     ) -> subprocess.CompletedProcess[str]:
         """``docker compose run --rm --no-deps`` a one-off container of ``service``."""
         flags = [f"--env={k}={v}" for k, v in env.items()]
-        return subprocess.run(
-            self.compose_command("run", "--rm", "--no-deps", *flags, service, *command),
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        return self.run(
+            self.compose_command("run", "--rm", "--no-deps", *flags, service, *command), 300
         )
 
     @contextmanager
@@ -247,8 +229,6 @@ class FaultStack(Stack):
     def settings_env(self) -> dict[str, str]:
         return {
             **super().settings_env(),
-            "REDIS_PORT": FAULT_ENV["REDIS_HOST_PORT"],
-            "POSTGRES_PORT": FAULT_ENV["POSTGRES_HOST_PORT"],
             "EXTRA_TASK_PACKAGES": FAULT_ENV["EXTRA_TASK_PACKAGES"],
             "TASK_SOFT_TIME_LIMIT": str(TASK_SOFT_TIME_LIMIT),
             "TASK_TIME_LIMIT": str(TASK_TIME_LIMIT),
@@ -259,10 +239,6 @@ class FaultStack(Stack):
     def app(self) -> Celery:
         """One client app for the whole session (connection pools are reused)."""
         return self.celery()
-
-    @property
-    def flower_url(self) -> str:
-        return f"http://127.0.0.1:{FAULT_ENV['FLOWER_HOST_PORT']}"
 
     @property
     def api_url(self) -> str:
@@ -458,18 +434,18 @@ def _start(config: pytest.Config) -> FaultStack:
     stack = FaultStack()
     started = time.monotonic()
     if not os.environ.get("REUSE_STACK"):
-        stack.compose("--profile", "*", "down", "-v", "--remove-orphans")
+        stack.down(profiles=["*"])
         stack.compose("build")
     try:
         stack.up()
-    except AssertionError:
+    except ComposeError:
         print(stack.compose("logs", "--no-color", "--tail", "80", check=False))  # noqa: T201
         raise
     stack.startup_seconds = time.monotonic() - started
     if not os.environ.get("KEEP_STACK"):
 
         def remove() -> None:
-            stack.compose("--profile", "*", "down", "-v", "--remove-orphans", check=False)
+            stack.down(profiles=["*"], check=False)
 
         config.add_cleanup(remove)
     _stack = stack

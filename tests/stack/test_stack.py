@@ -73,6 +73,27 @@ def test_each_queue_is_served_by_its_own_worker_service(
     assert stack.service_of_host(host) == service, result.worker
 
 
+def test_production_workers_register_no_benchmark_or_drill_task(stack: Stack) -> None:
+    """`celery inspect registered` on every worker lists product tasks only."""
+    app = stack.celery()
+    try:
+
+        def all_five() -> dict[str, list[str]] | None:
+            replies = app.control.inspect(timeout=3).registered() or {}
+            queues_seen = {node.partition("@")[0] for node in replies}
+            return replies if set(queues.ALL_QUEUES) <= queues_seen else None
+
+        replies = wait_for(all_five, 60, "a registered-task reply from every worker service")
+        foreign = {
+            node: [n for n in names if not n.startswith(f"{TASKS}.")]
+            for node, names in replies.items()
+        }
+        assert all(names for names in replies.values())
+        assert {node: names for node, names in foreign.items() if names} == {}
+    finally:
+        app.close()
+
+
 def test_scaled_cpu_workers_all_consume_and_flower_lists_them(stack: Stack) -> None:
     """After --scale worker-cpu=3, three nodes consume cpu_intensive, run tasks, show in Flower."""
     stack.up("--scale", "worker-cpu=3")

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from celeryref.alerts.channels import redact_url, send_email, send_webhook
 from celeryref.alerts.delivery import Alert, AlertConfig, deliver
 from celeryref.errors import BadRequestUpstream, UpstreamUnavailable
+from celeryref.settings import SettingsError, load_settings
 
 SECRET = "T000/B000/s3cr3t-token"
 
@@ -216,9 +217,9 @@ def test_text_body_carries_every_fact() -> None:
 # -- configuration --------------------------------------------------------------------
 
 
-def test_config_from_env_reads_every_variable() -> None:
+def test_settings_read_every_alert_variable() -> None:
     """Every ALERT_*/SMTP_* variable lands in its field; recipients are split and trimmed."""
-    config = AlertConfig.from_env(
+    config = load_settings(
         {
             "ALERT_WEBHOOK_URL": "https://hooks.example.com/x",
             "SMTP_HOST": "mailsink",
@@ -226,7 +227,7 @@ def test_config_from_env_reads_every_variable() -> None:
             "ALERT_EMAIL_FROM": "alerts@example.com",
             "ALERT_EMAIL_TO": " ops@example.com, ,oncall@example.com ",
         }
-    )
+    ).alerts
     assert config == AlertConfig(
         webhook_url="https://hooks.example.com/x",
         smtp_host="mailsink",
@@ -239,14 +240,14 @@ def test_config_from_env_reads_every_variable() -> None:
 
 def test_config_with_empty_values_has_no_channel() -> None:
     """Empty variables (compose's ``${X:-}``) count as unset: defaults, no channel."""
-    config = AlertConfig.from_env({"ALERT_WEBHOOK_URL": "", "SMTP_HOST": "", "SMTP_PORT": ""})
+    config = load_settings({"ALERT_WEBHOOK_URL": "", "SMTP_HOST": "", "SMTP_PORT": ""}).alerts
     assert config == AlertConfig()
     assert config.channels == ()
 
 
 def test_smtp_host_without_recipients_enables_no_email() -> None:
     """SMTP_HOST alone (shared with the notification tasks) does not turn on e-mail alerts."""
-    assert AlertConfig.from_env({"SMTP_HOST": "mailsink"}).channels == ()
+    assert load_settings({"SMTP_HOST": "mailsink"}).alerts.channels == ()
 
 
 @pytest.mark.parametrize(
@@ -260,8 +261,15 @@ def test_smtp_host_without_recipients_enables_no_email() -> None:
 )
 def test_config_refuses_what_cannot_work(env: dict[str, str], message: str) -> None:
     """A configuration that could never deliver fails at start-up, not at the first alert."""
-    with pytest.raises(ValueError, match=message):
-        AlertConfig.from_env(env)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
+
+
+def test_refused_webhook_url_is_shown_without_its_token() -> None:
+    """The start-up error for a bad ALERT_WEBHOOK_URL names the host, never the path's token."""
+    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL") as refused:
+        load_settings({"ALERT_WEBHOOK_URL": f"ftp://hooks.example.com/{SECRET}"})
+    assert SECRET not in str(refused.value)
 
 
 def test_redact_url_keeps_only_scheme_host_port() -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 from celery.schedules import crontab
 
 from celeryref import queues
 from celeryref.app.beat_schedule import beat_schedule
-from celeryref.celery_app import app, celery_config
+from celeryref.app.config import celery_config
+from celeryref.celery_app import app
 from celeryref.settings import load_settings
 
 CONFIG = celery_config(load_settings({}))
@@ -88,3 +94,38 @@ def test_every_scheduled_task_exists() -> None:
     app.loader.import_default_modules()
     for entry in beat_schedule(load_settings({})).values():
         assert entry["task"] in app.tasks, entry["task"]
+
+
+def _registered(extra_task_packages: str) -> dict[str, str]:
+    """Task name -> queue of every task a worker process would register."""
+    code = (
+        "import json\n"
+        "from celeryref.celery_app import app\n"
+        "app.loader.import_default_modules()\n"
+        "router = app.amqp.router\n"
+        "print(json.dumps({n: router.route({}, n)['queue'].name for n in app.tasks"
+        " if not n.startswith('celery.')}))\n"
+    )
+    env = {**os.environ, "EXTRA_TASK_PACKAGES": extra_task_packages}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    registered: dict[str, str] = json.loads(run.stdout.splitlines()[-1])
+    return registered
+
+
+def test_a_production_worker_registers_no_benchmark_or_drill_task() -> None:
+    """Given no EXTRA_TASK_PACKAGES, a worker registers product tasks only."""
+    names = _registered("")
+    assert names, "no task registered at all"
+    assert [n for n in names if not n.startswith(queues.TASK_PACKAGE + ".")] == []
+
+
+def test_extra_task_packages_add_tooling_tasks_routed_by_their_module_path() -> None:
+    """The bench and fault overrides add their tasks, routed like product tasks."""
+    names = _registered("bench.tasks,devtools.tasks")
+    assert names["bench.tasks.default.noop"] == queues.DEFAULT
+    assert names["bench.tasks.cpu_intensive.burn_cpu"] == queues.CPU_INTENSIVE
+    assert names["bench.tasks.priority.ping"] == queues.PRIORITY
+    assert names["devtools.tasks.default.drills.sleep_for"] == queues.DEFAULT

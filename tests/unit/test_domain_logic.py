@@ -1,4 +1,5 @@
-"""Pure functions behind the domain tasks: records, follow-ups, images, users, mail."""
+"""Pure functions behind the domain tasks: records, follow-ups, users, mail (images:
+test_imaging.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from celeryref.adapters import smtp
 from celeryref.domain import data_processing as records
-from celeryref.domain import imaging
 from celeryref.domain import notifications as mail
 from celeryref.domain.follow_ups import Thresholds, decide, enabled
 from celeryref.errors import InvalidArguments
@@ -81,31 +81,6 @@ def test_follow_ups_outside_the_allowlist_are_refused() -> None:
         Thresholds.from_dict({"eval": "1"})
     with pytest.raises(InvalidArguments, match="finite number"):
         Thresholds.from_dict({"high_value": "9"})
-
-
-def ppm(width: int, height: int) -> bytes:
-    pixels = bytes((x * 7 + y * 3) % 256 for y in range(height) for x in range(width * 3))
-    return b"P6\n# a comment\n%d %d\n255\n" % (width, height) + pixels
-
-
-def test_images_parse_fit_and_resize() -> None:
-    """A PPM is parsed, fitted into a box with its aspect ratio, resized and re-encoded."""
-    image = imaging.parse(ppm(40, 20))
-    assert (image.width, image.height, image.channels) == (40, 20, 3)
-    assert imaging.fit(40, 20, 10, 10) == (10, 5)
-    assert imaging.fit(40, 20, 100, 100) == (40, 20)
-    small = imaging.resize(image, 10, 5)
-    assert len(small.pixels) == 10 * 5 * 3
-    assert small.pixels[:3] == image.pixels[:3]
-    assert imaging.parse(imaging.encode(small)) == small
-
-
-def test_images_that_are_not_pnm_are_refused() -> None:
-    """PNG bytes or a truncated PPM are permanent errors."""
-    with pytest.raises(InvalidArguments, match="P5/P6"):
-        imaging.parse(b"\x89PNG\r\n\x1a\n....")
-    with pytest.raises(InvalidArguments, match="truncated pixel data"):
-        imaging.parse(ppm(4, 4)[:-1])
 
 
 def test_user_batches_and_argument_checks() -> None:

@@ -20,13 +20,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _get(entry_id: int) -> dead_letters.DeadLetter:
-    try:
-        return dead_letters.get(entry_id)
-    except InvalidArguments as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-
-
 @router.get("", response_model=list[DeadLetterSummary])
 def list_dead_letters(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -41,7 +34,7 @@ def list_dead_letters(
 
 @router.get("/{entry_id}", response_model=DeadLetterDetail, responses=NOT_FOUND)
 def show_dead_letter(entry_id: EntryId) -> DeadLetterDetail:
-    entry = _get(entry_id)
+    entry = dead_letters.get(entry_id)
     return DeadLetterDetail.model_validate(
         {
             **entry.summary(),
@@ -62,7 +55,7 @@ def replay_dead_letter(
     entry_id: EntryId, request: Request, force: Annotated[bool, Query()] = False
 ) -> Accepted:
     """Re-send the task with its arguments; once per entry unless ``force``."""
-    entry = _get(entry_id)
+    entry = dead_letters.get(entry_id)
     try:
         task_id = dead_letters.replay(celery, entry_id, force=force)
     except InvalidArguments as exc:
@@ -75,5 +68,5 @@ def replay_dead_letter(
 
 @router.delete("/{entry_id}", response_model=Purged, responses=NOT_FOUND)
 def purge_dead_letter(entry_id: EntryId) -> Purged:
-    _get(entry_id)
+    dead_letters.get(entry_id)
     return Purged(purged=dead_letters.purge(entry_ids=[entry_id]))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
 
 from celeryref.api.schemas import JobAccepted, JobStart, JobStatus, Problem
 from celeryref.api.security import Authenticated
-from celeryref.errors import InvalidArguments
 from celeryref.mapreduce import jobs
 
 router = APIRouter(prefix="/jobs", tags=["map-reduce jobs"])
@@ -42,7 +41,4 @@ def start_job(body: JobStart, request: Request) -> JobAccepted:
 )
 def job_status(job_id: Annotated[uuid.UUID, Path()]) -> dict[str, Any]:
     """Status, progress (partitions done of total, percent) and, once done, the result."""
-    try:
-        return jobs.status(str(job_id))
-    except InvalidArguments as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return jobs.status(str(job_id))

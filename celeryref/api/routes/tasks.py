@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from celeryref.api.schemas import (
     Accepted,
@@ -60,8 +60,7 @@ def submit_task(body: TaskSubmission, request: Request, response: Response) -> A
 @router.get("/tasks/{task_id}", response_model=TaskStatus, responses=NOT_FOUND)
 def task_status(task_id: Annotated[TaskId, Path()]) -> TaskStatus:
     """State (PENDING, STARTED, PROGRESS, SUCCESS, FAILURE, ...), progress, result or error."""
-    if not submission.is_known(task_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id!r} was submitted here")
+    submission.require_known(task_id)
     return TaskStatus.model_validate(submission.status(celery, task_id))
 
 
@@ -77,7 +76,6 @@ def revoke_task(
     terminate: Annotated[bool, Query(description="also kill it if running")] = False,
 ) -> Revoked:
     """Revoke a task: it will not start; with ``terminate`` a running one is stopped."""
-    if not submission.is_known(task_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id!r} was submitted here")
+    submission.require_known(task_id)
     submission.revoke(celery, task_id, terminate=terminate)
     return Revoked(task_id=task_id, revoked=True, terminate=terminate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
 
 from celeryref.api.schemas import (
     Cancelled,
@@ -59,17 +59,10 @@ def start_workflow(body: WorkflowStart, request: Request) -> WorkflowAccepted:
     return WorkflowAccepted(execution_id=execution_id, status_url=url)
 
 
-def _load(execution_id: uuid.UUID) -> wf_status.ExecutionState:
-    try:
-        return wf_status.load(str(execution_id))
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-
-
 @router.get("/{execution_id}", response_model=WorkflowExecution, responses=NOT_FOUND)
 def workflow_status(execution_id: ExecutionId) -> WorkflowExecution:
     """The execution and every step: status, attempts, timestamps, result or error."""
-    execution = _load(execution_id)
+    execution = wf_status.load(str(execution_id))
     return WorkflowExecution.model_validate(
         {**execution.to_dict(), "tree": wf_status.render_tree(execution)}
     )
@@ -83,5 +76,4 @@ def workflow_status(execution_id: ExecutionId) -> WorkflowExecution:
 )
 def cancel_workflow(execution_id: ExecutionId) -> Cancelled:
     """Cancel a running execution (``cancelled: false`` when it had already finished)."""
-    _load(execution_id)
     return Cancelled(id=str(execution_id), cancelled=engine.cancel(str(execution_id)))

@@ -17,7 +17,7 @@ from celery import Celery
 from psycopg2.extras import Json, RealDictCursor
 
 from celeryref.adapters import db
-from celeryref.errors import Classification, InvalidArguments
+from celeryref.errors import Classification, InvalidArguments, NotFound
 
 #: Header carrying the id of the dead-letter entry a task run replays.
 REPLAY_HEADER = "replay_of"
@@ -127,7 +127,7 @@ def get(entry_id: int) -> DeadLetter:
         cur.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s", (entry_id,))  # noqa: S608
         row = cur.fetchone()
     if row is None:
-        raise InvalidArguments(f"no dead letter with id {entry_id}")
+        raise NotFound(f"no dead letter with id {entry_id}")
     return _row(row)
 
 

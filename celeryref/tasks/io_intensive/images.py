@@ -40,7 +40,8 @@ def upload_dir() -> Path:
 
 @app.task(retry_policy=NETWORK_POLICY)
 def download_image(url: str) -> dict[str, Any]:
-    """GET ``url`` (a PGM/PPM image, at most 8 MiB); store it as a blob."""
+    """GET ``url`` (a JPEG or PNG image, at most 8 MiB); store it as a blob. The header
+    is checked here (format, decompression bomb) so a bad URL fails before any resize."""
     check_url(url)
     try:
         with requests.get(url, timeout=DEFAULT_TIMEOUT, stream=True) as response:
@@ -50,8 +51,17 @@ def download_image(url: str) -> dict[str, Any]:
         raise UpstreamUnavailable(f"{url}: {exc}") from exc
     if len(data) > blobs.MAX_BLOB_BYTES:
         raise InvalidArguments(f"{url}: larger than {blobs.MAX_BLOB_BYTES} bytes")
-    image = imaging.parse(data)
-    return {"url": url, "blob": blobs.put(data), "width": image.width, "height": image.height}
+    try:
+        image = imaging.probe(data)
+    except InvalidArguments as exc:
+        raise InvalidArguments(f"{url}: {exc}") from exc
+    return {
+        "url": url,
+        "blob": blobs.put(data),
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+    }
 
 
 @app.task
@@ -60,7 +70,7 @@ def upload_image(resized: dict[str, Any]) -> dict[str, Any]:
     data = blobs.get(resized["blob"])
     folder = upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = "pgm" if data.startswith(b"P5") else "ppm"
+    suffix = imaging.SUFFIXES[resized["format"]]
     path = folder / f"{resized['blob'][:16]}-{resized['width']}x{resized['height']}.{suffix}"
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
