@@ -16,7 +16,7 @@ RUN pip install --no-compile --require-hashes -r /tmp/requirements.txt && rm /tm
 # Non-root user with a fixed uid, owning the only writable paths (volumes).
 RUN groupadd --system --gid 10001 celeryref \
  && useradd --system --uid 10001 --gid celeryref --home-dir /home/celeryref --create-home celeryref \
- && mkdir -p /var/lib/celeryref/beat /var/lib/celeryref/reports /var/lib/celeryref/images \
+ && mkdir -p /var/lib/celeryref/reports /var/lib/celeryref/images \
  && chown -R celeryref:celeryref /var/lib/celeryref
 
 WORKDIR /srv

@@ -1,1 +1,3 @@
-"""bench/mapreduce"""
+"""The map-reduce benchmark (`make bench-mapreduce`): one and two worker-cpu against the
+reference and the naive variant.
+"""

@@ -1,1 +1,3 @@
-"""celeryref/adapters"""
+"""Everything that talks to Postgres, Redis, HTTP and SMTP: one client or pool per backend,
+errors mapped onto celeryref.errors.
+"""

@@ -1,1 +1,3 @@
-"""celeryref/app"""
+"""Celery wiring: configuration, task discovery, the beat schedule, the single beat, worker
+signals.
+"""

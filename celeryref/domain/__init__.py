@@ -1,1 +1,1 @@
-"""celeryref/domain"""
+"""Plain business logic behind the domain tasks: no broker, unit-tested directly."""

@@ -8,12 +8,15 @@ package imports Pillow: the tasks call :func:`probe` and :func:`resize` with byt
 Limits. Every refusal is :class:`InvalidArguments` (permanent: never retried, dead-lettered)
 and its message says which limit:
 
-- input formats: :data:`FORMATS` only; Pillow never tries another decoder;
+- input formats: :data:`FORMATS` only; Pillow never tries another decoder (of an
+  animated PNG or a multi-picture JPEG, the first picture); input bytes are capped
+  before this module by the download (``blobs.MAX_BLOB_BYTES``, 8 MiB);
 - input size: at most :data:`MAX_PIXELS` pixels, judged from the header before any pixel
   is decoded (a small file that decodes to gigabytes is a decompression bomb).
   ``PIL.Image.MAX_IMAGE_PIXELS`` is set to the same number in every process that imports
-  this module, so Pillow's own guard agrees; its ``DecompressionBombError`` (over twice
-  the limit) and ``DecompressionBombWarning`` (when warnings are errors) are refused too;
+  this module, so Pillow's own guard agrees: it warns (a log line) between one and two
+  times the limit and raises ``DecompressionBombError`` above; both, and the warning when
+  warnings are errors, are refused the same way;
 - corrupt, truncated or unidentifiable data: refused with Pillow's reason;
 - box: each side 1..:data:`MAX_SIDE`; the aspect ratio is kept and an image is never
   enlarged;

@@ -1,1 +1,3 @@
-"""celeryref/observability"""
+"""What operators watch: task metrics, queue depth (the scaling signal), health checks,
+progress, logging.
+"""

@@ -2,11 +2,15 @@
 
 Each module here subclasses or replaces one upstream class, was written against
 the exact versions in :data:`PATCHED_FOR`, and is listed in :data:`PATCHES` with
-the private or overridden members it relies on and the finding it fixes
-(docs/RELIABILITY.md). ``tests/unit/test_upstream.py`` fails when the installed
-versions differ from :data:`PATCHED_FOR` or a listed member no longer exists, so an
-upgrade fails loudly instead of silently no longer applying a fix; the control
-tests named in each entry show the stock class still has the defect.
+the private or overridden members it relies on, the upstream issue, and per
+finding of docs/RELIABILITY.md the control test showing the stock class still has
+the defect. ``tests/unit/test_upstream.py`` fails when the installed versions
+differ from :data:`PATCHED_FOR`, a listed member no longer exists, a class no longer
+subclasses its upstream one, or a named control test is missing or does not use the
+stock class, so an upgrade fails loudly instead of silently no longer applying a
+fix. A finding that is behaviour we add rather than an upstream defect says so
+(``"feature: ..."``); a defect without a control (``"none: ..."``) fails the test: its
+fix must go, or a control must show it is needed.
 
 Public extension points used as documented (``task_cls``, ``worker_consumer``,
 ``Task.Request``) are how the changes are wired in; nothing is monkey-patched
@@ -29,72 +33,112 @@ class Patch:
 
     #: Our class, ``module:Name``.
     ours: str
-    #: Upstream members it overrides or calls privately (``module:Class.member``);
-    #: each must still exist in the installed version.
+    #: The upstream class ours subclasses, ``module:Name``.
+    upstream: str
+    #: Upstream members it overrides or uses privately (``module:Class.member``, or
+    #: ``module:name`` for a module-level name); each must still exist.
     relies_on: tuple[str, ...]
-    #: Findings of docs/RELIABILITY.md it fixes.
-    findings: tuple[str, ...]
-    #: Upstream issue or pull request it works around, where one is known.
+    #: Upstream issue or pull request per defect, or ``"none known"`` after a search.
     upstream_issue: str
-    #: The test that shows the stock class has the defect (the control).
-    control_test: str
+    #: Per finding of docs/RELIABILITY.md it fixes: the control test that shows the
+    #: stock class still has the defect (``path::test``, its docstring opens with
+    #: ``Control (<finding>)``), or ``"none: <why>"`` where there is no such test.
+    controls: dict[str, str]
 
+    @property
+    def findings(self) -> tuple[str, ...]:
+        """The findings of docs/RELIABILITY.md this change fixes."""
+        return tuple(self.controls)
+
+
+#: Marks a finding in :attr:`Patch.controls` that has no control test.
+NO_CONTROL = "none: "
+#: Prefix of a finding that is behaviour we add, not an upstream defect: no stock class
+#: can show a defect, so there is no control, only the test of our behaviour.
+FEATURE = "feature: "
+
+_TRANSPORT = "tests/integration/test_broker_transport.py"
+_KEPT = "tests/integration/test_task_kept.py"
+_BROKER = "tests/integration/test_broker_behaviour.py"
 
 #: Every change, with what it relies on.
 PATCHES: tuple[Patch, ...] = (
     Patch(
         ours="celeryref.upstream.redis_channel:Channel",
+        upstream="kombu.transport.redis:Channel",
         relies_on=(
             "kombu.transport.redis:Transport.Channel",
+            "kombu.transport.redis:Transport.client",
             "kombu.transport.redis:Channel.QoS",
             "kombu.transport.redis:Channel._connparams",
             "kombu.transport.redis:Channel._do_restore_message",
             "kombu.transport.redis:Channel.conn_or_acquire",
             "kombu.transport.redis:QoS.append",
+            "kombu.transport.virtual.base:Message._raw",
         ),
-        findings=("F12", "F13"),
-        upstream_issue="none known (kombu 5.7 transport/redis.py: QoS.append after BRPOP)",
-        control_test="tests/integration/test_broker_transport.py",
+        upstream_issue=(
+            "F12: https://github.com/celery/kombu/issues/582 (the same AttributeError in"
+            " _connparams from a channel closed after its transport, kombu 3.0; closed);"
+            " F13: none known (https://github.com/celery/kombu/issues/305 is the same"
+            " BRPOP-to-unacked window when the consumer dies, F9)"
+        ),
+        controls={
+            "F12": f"{_TRANSPORT}::test_kombus_own_channel_still_crashes_there",
+            "F13": f"{_TRANSPORT}::test_kombus_own_channel_loses_the_message_there",
+        },
     ),
     Patch(
         ours="celeryref.upstream.request:Request",
+        upstream="celery.worker.request:Request",
         relies_on=(
-            "celery.worker.request:Request.cancel",
             "celery.worker.request:Request.on_failure",
             "celery.worker.request:Request._already_cancelled",
             "celery.worker.request:Request._already_revoked",
             "celery.worker.request:Request._announce_cancelled",
             "celery.worker.request:revoked_tasks",
         ),
-        findings=("F2", "F15"),
-        upstream_issue="none known (celery 5.7 worker/request.py: cancel terminates the job)",
-        control_test="tests/integration/test_task_kept.py",
+        upstream_issue="none known (celery 5.7 worker/request.py: a terminated job is a revoke)",
+        controls={
+            "F15": f"{_KEPT}::test_celerys_own_request_revokes_it_there",
+        },
     ),
     Patch(
         ours="celeryref.upstream.consumer:RecordingConsumer",
+        upstream="celery.worker.consumer:Consumer",
         relies_on=(
             "celery.worker.consumer:Consumer.on_decode_error",
             "celery.worker.consumer:Consumer.on_unknown_task",
             "celery.worker.consumer:Consumer.on_unknown_message",
             "celery.worker.consumer:Consumer.on_invalid_task",
         ),
-        findings=("F3",),
         upstream_issue="none (stock behaviour logs and drops refused messages by design)",
-        control_test="tests/integration/test_refused_messages.py",
+        controls={
+            "F3": FEATURE + "Celery logs and acknowledges a refused message by design;"
+            " recording it is behaviour we add (tests/integration/test_refused_messages.py)",
+        },
     ),
     Patch(
         ours="celeryref.upstream.app:App",
+        upstream="celery:Celery",
         relies_on=("celery:Celery.send_task",),
-        findings=("F1",),
-        upstream_issue="none (Celery applies task_default_priority in Task.apply_async only)",
-        control_test="tests/integration/test_broker_behaviour.py",
+        upstream_issue="F1: https://github.com/celery/celery/issues/7516 (open)",
+        controls={
+            "F1": f"{_BROKER}::test_celerys_own_send_task_puts_it_on_the_top_priority_there",
+            "F6": FEATURE + "our own delivery guard, no upstream defect"
+            " (tests/unit/test_delay_guard.py)",
+        },
     ),
     Patch(
         ours="celeryref.reliability.task_base:BaseTask",
-        relies_on=("celery.app.task:Task.retry",),
-        findings=("F15",),
-        upstream_issue="none (Task.retry turns a failed publish into Reject(requeue=False))",
-        control_test="tests/integration/test_task_kept.py",
+        upstream="celery.app.task:Task",
+        relies_on=("celery.app.task:Task.retry", "celery.app.task:Task.Request"),
+        upstream_issue="none known (Task.retry turns a failed publish into Reject(requeue=False))",
+        controls={
+            "F7": FEATURE + "the refusal comes from our own delivery guard; Celery's part"
+            " (Task.retry turns any publish error into Reject(requeue=False)) is what the"
+            " F15 control shows",
+            "F15": f"{_KEPT}::test_celerys_own_task_drops_it_there",
+        },
     ),
 )
 

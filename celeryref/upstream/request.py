@@ -3,18 +3,17 @@
 With ``worker_cancel_long_running_tasks_on_connection_loss`` Celery cancels every
 unacknowledged ``acks_late`` request when the broker connection drops, so a task
 interrupted mid-run is redelivered instead of running twice. Celery 5.7 does that by
-terminating the *pool process* the request ran on, which loses tasks in two ways
-(both seen in the fault suite's Redis restart drill, docs/RELIABILITY.md F2 and F15):
+terminating the *pool process* the request ran on (seen in the fault suite's Redis
+restart drill, docs/RELIABILITY.md F15): a request whose task already finished in the
+child, but whose result the main process had not read yet, still counts as running.
+Its pool process has meanwhile started the next task; terminating the process kills
+that one too, and billiard reports it ``Terminated``, which Celery takes for a revoke:
+it marks the innocent task ``REVOKED`` and acknowledges its message. Here a request
+terminated although nobody revoked or cancelled it goes back to the queue instead.
 
-- A request received but not *started* has nothing to interrupt, yet the cancel
-  terminates its pool job, reports it ``REVOKED`` and acknowledges its message.
-  Such requests are left alone here; they run when their turn comes.
-- A request whose task already finished in the child, but whose result the main
-  process had not read yet, still counts as running. Its pool process has meanwhile
-  started the next task; terminating the process kills that one too, and billiard
-  reports it ``Terminated``, which Celery takes for a revoke: it marks the innocent
-  task ``REVOKED`` and acknowledges its message. Here a request terminated although
-  nobody revoked or cancelled it goes back to the queue instead.
+(An earlier guard that left not-started requests alone on cancel, F2, was removed in
+issue 14: Celery 5.7 cancels only started requests, and no control test could show
+the stock class losing one.)
 
 The same applies to the cancel at the end of the soft shutdown window.
 """
@@ -33,12 +32,6 @@ logger = logging.getLogger(__name__)
 
 class Request(request.Request):
     """Celery's request, never revoking a task that nobody revoked."""
-
-    def cancel(self, pool: Any, signal: Any = None, emit_retry: bool = True) -> None:
-        if not self.time_start:
-            logger.info("not cancelling %s[%s]: it has not started", self.name, self.id)
-            return
-        super().cancel(pool, signal=signal, emit_retry=emit_retry)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from celery.result import AsyncResult
 
 from celeryref import queues
 from celeryref.adapters import redis_state
+from celeryref.app.config import celery_config
 from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
 from celeryref.observability.health import check_worker, node_name
@@ -19,6 +21,7 @@ from celeryref.observability.queue_depth import queue_depths
 from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.settings import settings
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
+from celeryref.upstream.app import App
 from tests.integration.conftest import RecordingHandler, await_ping
 
 ORDER_KEY = redis_state.key("test", "order")
@@ -76,6 +79,21 @@ def test_a_task_sent_by_name_gets_the_default_priority_not_the_top_one(
     broker = redis.Redis.from_url(settings.broker_url)
     top, normal = queues.DEFAULT, f"{queues.DEFAULT}{queues.PRIORITY_SEP}{queues.PRIORITY_NORMAL}"
     assert (broker.llen(top), broker.llen(normal)) == (0, 1)
+
+
+def test_celerys_own_send_task_puts_it_on_the_top_priority_there(clean_state: None) -> None:
+    """Control (F1): Celery's own ``Celery.send_task`` with the same configuration ignores
+    ``task_default_priority`` (celery#7516), so the by-name message lands on priority 0."""
+    stock = Celery("stock-control", set_as_current=False)
+    stock.conf.update(celery_config(settings))
+    assert not isinstance(stock, App)
+    try:
+        stock.send_task("celeryref.tasks.default.add", args=[1, 2], queue=queues.DEFAULT)
+    finally:
+        stock.close()
+    broker = redis.Redis.from_url(settings.broker_url)
+    top, normal = queues.DEFAULT, f"{queues.DEFAULT}{queues.PRIORITY_SEP}{queues.PRIORITY_NORMAL}"
+    assert (broker.llen(top), broker.llen(normal)) == (1, 0)
 
 
 def test_long_task_reports_progress_then_succeeds(worker: Any) -> None:

@@ -1,6 +1,10 @@
-"""Finding F12 against the real Redis broker: closing a connection whose transport is
-already detached (Celery 5.7's reconnect path after a failed first close) must not crash
-the worker, and must not lose the channel's unacknowledged message."""
+"""Findings F12 and F13 against the real Redis broker, each with a control on kombu's own
+channel (when a control fails, kombu fixed it upstream and the workaround can go).
+
+F12: closing a connection whose transport is already detached (Celery 5.7's reconnect
+path after a failed first close) must not crash the worker, and must not lose the
+channel's unacknowledged message. F13: a message ``BRPOP`` handed over just as Redis went
+away must not be lost."""
 
 from __future__ import annotations
 
@@ -65,7 +69,7 @@ def test_closing_a_detached_channel_is_a_connection_error_and_keeps_the_message(
 def test_kombus_own_channel_still_crashes_there(
     broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Control: kombu's channel raises AttributeError on the same path, the error that
+    """Control (F12): kombu's channel raises AttributeError on the same path, the error that
     killed workers in the Redis restart drill. When this fails, kombu fixed it upstream
     and :mod:`celeryref.upstream.redis_channel` can go."""
     monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
@@ -73,13 +77,10 @@ def test_kombus_own_channel_still_crashes_there(
     assert isinstance(raised, AttributeError), raised
 
 
-def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
-    spare_redis: tuple[str, redis.Redis],
-) -> None:
-    """F13: BRPOP hands the message over, then Redis stops before the consumer records it
-    as unacknowledged. The message is in no Redis key any more; it is not run; the next
-    channel the process opens pushes it back onto its queue."""
-    url, broker = spare_redis
+def pop_as_redis_goes_away(url: str, broker: redis.Redis) -> Connection:
+    """F13's window on the spare Redis at ``url``: ``BRPOP`` hands :data:`QUEUE`'s one
+    message over, then Redis stops before the consumer records it as unacknowledged,
+    then Redis is back. Returns the broken connection, the message in no Redis key."""
     options = app.conf.broker_transport_options
     connection = Connection(url, transport_options=options)
     channel = channel_with_one_message(connection)
@@ -98,11 +99,45 @@ def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
         assert up.returncode == 0, up.stderr
     assert received == []
     assert broker.llen(QUEUE.name) == 0 and broker.hlen("unacked") == 0  # only in memory
+    return connection
+
+
+def reconnect(url: str) -> None:
+    """Open and close a channel, as the worker does once Redis answers again."""
+    with Connection(url, transport_options=app.conf.broker_transport_options) as reconnected:
+        reconnected.channel().close()
+
+
+def test_a_message_popped_as_redis_went_away_is_requeued_on_reconnect(
+    spare_redis: tuple[str, redis.Redis],
+) -> None:
+    """F13: BRPOP hands the message over, then Redis stops before the consumer records it
+    as unacknowledged. The message is in no Redis key any more; it is not run; the next
+    channel the process opens pushes it back onto its queue."""
+    url, broker = spare_redis
+    connection = pop_as_redis_goes_away(url, broker)
     assert [o.routing_key for o in broker_transport.orphans()] == [QUEUE.routing_key]
 
-    with Connection(url, transport_options=options) as reconnected:
-        reconnected.channel().close()  # the worker's next channel, once Redis answers
+    reconnect(url)
     assert broker_transport.orphans() == []
     (raw,) = broker.lrange(QUEUE.name, 0, -1)
     assert json.loads(raw)["properties"]["delivery_info"]["redelivered"] is True
     connection.collect()  # the broken one, without talking to Redis
+
+
+def test_kombus_own_channel_loses_the_message_there(
+    spare_redis: tuple[str, redis.Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control (F13): with kombu's channel the same message is dropped: in no queue, not in
+    ``unacked`` (so no visibility-timeout sweep brings it back), kept nowhere, and still
+    gone after the reconnect."""
+    monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
+    url, broker = spare_redis
+    connection = pop_as_redis_goes_away(url, broker)
+    assert broker_transport.orphans() == []
+
+    reconnect(url)
+    lists = [key for key in broker.scan_iter() if broker.type(key) == b"list"]
+    assert [broker.lrange(key, 0, -1) for key in lists if broker.llen(key)] == []
+    assert broker.hlen("unacked") == 0
+    connection.collect()

@@ -72,7 +72,7 @@ def test_a_task_killed_by_another_requests_cancel_runs_again(worker_process: Any
 
 
 def test_celerys_own_request_revokes_it_there(worker_process: Any) -> None:
-    """Control: Celery's request marks the innocent task REVOKED and acknowledges it; it is
+    """Control (F15): Celery's request marks the innocent task REVOKED and acknowledges it; it is
     never run again (the drill lost in the Redis restart of the fault suite)."""
     second = kill_the_next_task_with_an_earlier_ones_cancel(
         worker_process, support.hold_stock_request, "b"
@@ -92,7 +92,7 @@ def test_a_retry_that_cannot_be_published_puts_the_message_back(worker: Any) -> 
 
 
 def test_celerys_own_task_drops_it_there(worker: Any) -> None:
-    """Control: Celery turns the failed publish into ``Reject(requeue=False)``: FAILURE,
+    """Control (F15): Celery turns the failed publish into ``Reject(requeue=False)``: FAILURE,
     the message gone, no dead letter, one run."""
     with worker(queues.DEFAULT):
         result = support.retry_unpublished_stock.apply_async(("r",), queue=queues.DEFAULT)

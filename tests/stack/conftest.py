@@ -21,7 +21,7 @@ from devtools.harness import ComposeError, ComposeProject
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing, wait_for
 
 #: Compose project of the stack under test (override to run two suites at once).
-__all__ = ["STACK_ENV", "Stack", "wait_for"]
+__all__ = ["STACK_ENV", "Stack", "holds_beat_lock", "wait_for"]
 
 PROJECT = os.environ.get("STACK_PROJECT", "celeryref-stack")
 #: Added to every default host port (6379 -> 26379, ...).
@@ -38,6 +38,13 @@ STACK_ENV = {
     "BEAT_HEARTBEAT_SECONDS": "2",
     "HEALTHCHECK_INTERVAL": "5s",
 }
+
+
+def holds_beat_lock(project: ComposeProject, container: str) -> bool:
+    """Whether the beat that last started in ``container`` holds the single-beat lock: its
+    log has redbeat's "Acquired lock" after Celery's last "beat: Starting..."."""
+    logs = project.run(["docker", "logs", container]).stderr
+    return logs.rfind("beat: Acquired lock") > logs.rfind("beat: Starting...")
 
 
 @dataclass

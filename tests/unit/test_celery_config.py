@@ -12,6 +12,7 @@ from celery.schedules import crontab
 from celeryref import queues
 from celeryref.app.beat_schedule import beat_schedule
 from celeryref.app.config import celery_config
+from celeryref.app.single_beat import LOCK_KEY
 from celeryref.celery_app import app
 from celeryref.settings import load_settings
 
@@ -129,3 +130,20 @@ def test_extra_task_packages_add_tooling_tasks_routed_by_their_module_path() -> 
     assert names["bench.tasks.cpu_intensive.burn_cpu"] == queues.CPU_INTENSIVE
     assert names["bench.tasks.priority.ping"] == queues.PRIORITY
     assert names["devtools.tasks.default.drills.sleep_for"] == queues.DEFAULT
+
+
+def test_beat_keeps_its_schedule_and_lock_in_the_state_db() -> None:
+    """redbeat's lock is the key the health check reads, in the state DB, living
+    BEAT_LOCK_TTL seconds and extended several times within it."""
+    from celery import Celery
+    from redbeat.schedulers import RedBeatConfig
+
+    s = load_settings({"BEAT_LOCK_TTL": "10"})
+    config = celery_config(s)
+    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert config["redbeat_redis_url"] == s.state_redis_url
+    assert config["redbeat_lock_timeout"] == 10
+    assert config["beat_max_loop_interval"] <= 10 / 4
+    beat_app = Celery(set_as_current=False)
+    beat_app.conf.update(config)
+    assert RedBeatConfig(beat_app).lock_key == LOCK_KEY

@@ -1,1 +1,1 @@
-"""devtools/tasks/default"""
+"""Drill tasks routed to the `default` queue."""

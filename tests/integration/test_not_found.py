@@ -1,10 +1,11 @@
-"""Every 404 of the HTTP API comes from one handler (``celeryref.api.main.not_found``),
-fed by the :class:`~celeryref.errors.NotFound` the real stores raise."""
+"""Not-found means one thing: the real stores raise :class:`~celeryref.errors.NotFound`;
+every 404 of the HTTP API comes from one handler (``celeryref.api.main.not_found``) and
+the CLIs print the same message and exit non-zero."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,8 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from celeryref.api.main import api
+from celeryref.client.__main__ import main as client_cli
 from celeryref.errors import NotFound
+from celeryref.mapreduce.__main__ import main as mapreduce_cli
 from celeryref.settings import settings
+from celeryref.workflows.__main__ import main as workflows_cli
 
 AUTH = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 TASK_ID = "never-submitted"
@@ -104,3 +108,40 @@ def test_each_404_is_the_store_s_not_found_through_the_one_handler(
     response = client.request(method, path, headers=AUTH)
     assert (response.status_code, response.json()) == (404, {"detail": message})
     assert [str(exc) for exc in handled] == [message]
+
+
+@pytest.mark.parametrize(
+    ("cli", "argv", "code", "message"),
+    [
+        (client_cli, ["status", TASK_ID], 2, f"error: no task {TASK_ID!r} was submitted here"),
+        (
+            client_cli,
+            ["deadletters", "show", str(ENTRY)],
+            2,
+            f"error: no dead letter with id {ENTRY}",
+        ),
+        (
+            client_cli,
+            ["deadletters", "replay", str(ENTRY)],
+            2,
+            f"error: no dead letter with id {ENTRY}",
+        ),
+        (mapreduce_cli, ["status", MISSING], 2, f"error: no map-reduce job {MISSING!r}"),
+        (workflows_cli, ["status", MISSING], 1, f"no workflow execution {MISSING}"),
+        (workflows_cli, ["cancel", MISSING], 1, f"no workflow execution {MISSING}"),
+    ],
+)
+def test_the_clis_print_the_store_s_message_and_exit_non_zero(
+    clean_state: None,
+    capsys: pytest.CaptureFixture[str],
+    cli: Callable[[list[str]], int],
+    argv: list[str],
+    code: int,
+    message: str,
+) -> None:
+    """Given an id that names nothing, each CLI prints the same message as the API's
+    ``detail`` (no traceback) and exits non-zero."""
+    assert cli(argv) == code
+    printed = capsys.readouterr()
+    assert message in printed.out + printed.err
+    assert "Traceback" not in printed.out + printed.err
