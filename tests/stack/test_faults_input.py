@@ -296,7 +296,7 @@ def test_drills_refuse_to_run_without_fault_injection(faults: FaultStack) -> Non
     run = faults.run_once(
         "worker",
         "python", "-c",
-        "from celeryref.tasks.default import drills\ndrills.crash_process.run('refused')",
+        "from devtools.tasks.default import drills\ndrills.crash_process.run('refused')",
         env={"FAULT_INJECTION": "0"},
     )  # fmt: skip
     assert run.returncode == 1, (run.returncode, run.stderr[-500:])
