@@ -135,6 +135,10 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
         (requests.ConnectionError, _T, Severity.MEDIUM, "upstream_unavailable"),
         (requests.Timeout, _T, Severity.MEDIUM, "upstream_timeout"),
         (requests.HTTPError, _P, Severity.MEDIUM, "upstream_http_error"),
+        # Redis at its maxmemory refuses writes (noeviction, F19): it frees up as queues
+        # drain and results expire, so later. (kombu wraps a refused publish in the
+        # OperationalError below, also transient.)
+        (redis.exceptions.OutOfMemoryError, _T, Severity.HIGH, "redis_out_of_memory"),
         (redis.ConnectionError, _T, Severity.HIGH, "redis_unavailable"),
         (redis.TimeoutError, _T, Severity.HIGH, "redis_unavailable"),
         # what a publish (a retry, a chained task) raises once kombu gave up on the broker
@@ -181,6 +185,17 @@ def _http_status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def is_redis_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, Redis refusing a write at its maxmemory
+    (``OOM command not allowed``; kombu re-raises it as an ``OperationalError``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, redis.exceptions.OutOfMemoryError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def classify(exc: BaseException) -> Classification:

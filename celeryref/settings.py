@@ -50,6 +50,10 @@ from celeryref import queues
 #: Values that mark a secret as "not chosen yet"; refused outside development.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "password", "secret"})
 
+#: Seconds kept free below ``BROKER_VISIBILITY_TIMEOUT`` besides a task's delay and hard
+#: time limit, for a worker to receive, start and acknowledge it (F23).
+VISIBILITY_MARGIN_SECONDS = 60
+
 #: Environments in which placeholder secrets are tolerated.
 DEVELOPMENT_ENVS = frozenset({"development", "test"})
 
@@ -183,6 +187,19 @@ class Settings(BaseSettings):
     #: Seconds the single-beat lock lives without renewal; a crashed beat is
     #: replaced after at most this long.
     beat_lock_ttl: int = 60
+    #: Seconds between sweeps of the durable scheduler fired by beat (F23): a task sent
+    #: further ahead than Redis can hold runs at most this long after it is due.
+    deferred_sweep_seconds: PositiveFloat = 10.0
+    #: Seconds between outbox sweeps fired by beat (F17: republish what was committed
+    #: but never published, reduce map-reduce jobs stuck with every partial stored).
+    outbox_sweep_seconds: PositiveFloat = 30.0
+    #: Seconds a committed submission or queued step may stay unpublished before the
+    #: sweep publishes it; must exceed a publish's worst case (client retries x
+    #: ``redis_socket_timeout``), or the sweep races a live publisher.
+    outbox_grace_seconds: PositiveFloat = 60.0
+    #: Seconds a map-reduce job with every partial stored may wait for its reducer
+    #: before the sweep sends one (longer than a reduce takes).
+    outbox_stuck_seconds: PositiveFloat = 300.0
 
     #: Where generated reports are written (a volume in compose).
     report_dir: str = "/var/lib/celeryref/reports"
@@ -227,11 +244,12 @@ class Settings(BaseSettings):
                 "TASK_SOFT_TIME_LIMIT must be positive and below TASK_TIME_LIMIT "
                 f"({self.task_soft_time_limit} >= {self.task_time_limit})"
             )
-        if self.task_time_limit >= self.broker_visibility_timeout:
+        if self.task_time_limit + VISIBILITY_MARGIN_SECONDS >= self.broker_visibility_timeout:
             raise SettingsError(
-                "TASK_TIME_LIMIT must be below BROKER_VISIBILITY_TIMEOUT, or Redis "
-                "redelivers a task that is still running "
-                f"({self.task_time_limit} >= {self.broker_visibility_timeout})"
+                f"TASK_TIME_LIMIT + {VISIBILITY_MARGIN_SECONDS}s must be below "
+                "BROKER_VISIBILITY_TIMEOUT, or Redis redelivers a task that is still running "
+                f"({self.task_time_limit} + {VISIBILITY_MARGIN_SECONDS} >= "
+                f"{self.broker_visibility_timeout})"
             )
         return self
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from celeryref.api.limits import BodySizeLimit
 from celeryref.api.routes import dead_letters, jobs, monitoring, tasks, workflows
-from celeryref.errors import InvalidArguments, NotFound
+from celeryref.errors import InvalidArguments, NotFound, is_redis_out_of_memory
 from celeryref.observability import logs
 from celeryref.settings import settings
 
@@ -86,18 +86,23 @@ async def not_found(request: Request, exc: NotFound) -> JSONResponse:
 
 
 def broker_unavailable(exc: BaseException) -> JSONResponse:
-    """503 + ``Retry-After``: Redis (broker, results, state) cannot be reached now.
+    """503 + ``Retry-After``: Redis (broker, results, state) cannot be reached now, or
+    refuses writes at its maxmemory (F19: ``OOM command not allowed``, a ``ResponseError``
+    that kombu re-raises as an ``OperationalError``; both handlers below catch it).
 
     Nothing was accepted, so the client keeps the request and sends it again.
     """
-    logger.warning("answering 503, Redis unavailable: %s: %s", type(exc).__name__, exc)
+    problem = (
+        "the broker (Redis) is full (maxmemory reached)"
+        if is_redis_out_of_memory(exc)
+        else "the broker (Redis) is unavailable"
+    )
+    logger.warning("answering 503, %s: %s: %s", problem, type(exc).__name__, exc)
+    detail = f"{problem}; nothing was accepted, retry later ({type(exc).__name__}: {exc})"
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        content={
-            "detail": "the broker (Redis) is unavailable; nothing was accepted, "
-            f"retry later ({type(exc).__name__}: {exc})"[:500]
-        },
+        content={"detail": detail[:500]},
     )
 
 

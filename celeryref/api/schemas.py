@@ -8,6 +8,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TaskId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+#: A client's idempotency key (F18): the same key again returns the first submission.
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="at most one submission per key: a repeat returns the first id",
+    ),
+]
 
 
 class Problem(BaseModel):
@@ -22,7 +31,7 @@ class TaskSubmission(BaseModel):
     task: Annotated[str, Field(max_length=100, description="public name, see GET /catalog")]
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
     priority: Annotated[int | None, Field(ge=0, le=9, description="0 is the highest")] = None
-    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    idempotency_key: IdempotencyKey = None
 
 
 class Accepted(BaseModel):
@@ -141,6 +150,7 @@ class WorkflowStart(BaseModel):
         default=None, description="an ad-hoc definition {name, steps: [...]} instead of a name"
     )
     input: Any = Field(default=None, description="the workflow's input (JSON)")
+    idempotency_key: IdempotencyKey = None
 
 
 class WorkflowAccepted(BaseModel):
@@ -191,6 +201,7 @@ class JobStart(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     partitions: Annotated[int | None, Field(ge=1, le=1000)] = None
     partition_size: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+    idempotency_key: IdempotencyKey = None
 
     @field_validator("options")
     @classmethod

@@ -5,7 +5,12 @@ server-side (named) cursor, :data:`FETCH_ROWS` rows per round trip, so a worker
 holds one batch, never a whole partition. Writing is idempotent:
 :func:`save_partial` upserts the ``(job, partition)`` row and recomputes the job's
 progress from the partials table under the job's row lock, so a map task that
-runs twice leaves exactly one partial and the same counters.
+runs twice leaves exactly one partial and the same counters. A job is created
+unpublished, in its submitter's transaction, and marked published with its chord
+(F17; :mod:`celeryref.mapreduce.jobs`, :mod:`celeryref.mapreduce.recovery`).
+
+Longer than 250 lines: every statement on the job tables, whose row lock orders
+them, is in this one module.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg2 import extensions
 from psycopg2.extras import Json, RealDictCursor
 
 from celeryref.adapters import db
@@ -95,23 +101,71 @@ def partition_items(dataset_id: int, start: int, end: int) -> Iterator[Iterator[
 
 
 def create_job(
-    job_id: str, dataset: Dataset, function: str, options: Mapping[str, Any], partitions: int
+    job_id: str,
+    dataset: Dataset,
+    function: str,
+    options: Mapping[str, Any],
+    partitions: int,
+    cur: extensions.cursor | None = None,
 ) -> None:
-    with db.connection() as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO mapreduce_jobs (id, dataset_id, function, options, partitions_total,"
-            " items_total) VALUES (%s, %s, %s, %s, %s, %s)",
-            (job_id, dataset.id, function, Json(dict(options)), partitions, dataset.item_count),
-        )
+    """The job row (``pending``, unpublished), in ``cur``'s transaction or its own."""
+    if cur is None:
+        with db.connection() as conn, conn.cursor() as own:
+            create_job(job_id, dataset, function, options, partitions, own)
+        return
+    cur.execute(
+        "INSERT INTO mapreduce_jobs (id, dataset_id, function, options, partitions_total,"
+        " items_total, reduce_task_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            job_id,
+            dataset.id,
+            function,
+            Json(dict(options)),
+            partitions,
+            dataset.item_count,
+            str(uuid.uuid4()),
+        ),
+    )
 
 
-def set_reduce_task(job_id: str, task_id: str) -> None:
-    with db.connection() as conn, conn.cursor() as cur:
-        cur.execute(
-            "UPDATE mapreduce_jobs SET reduce_task_id = %s, updated_at = clock_timestamp()"
-            " WHERE id = %s",
-            (task_id, job_id),
-        )
+_UNPUBLISHED = (
+    "SELECT partitions_total, items_total, reduce_task_id FROM mapreduce_jobs"
+    " WHERE id = %s AND published_at IS NULL AND status IN ('pending', 'running') FOR UPDATE"
+)
+#: ``skip_locked`` -> the statement of :func:`lock_unpublished`.
+_LOCK_UNPUBLISHED = {False: _UNPUBLISHED, True: _UNPUBLISHED + " SKIP LOCKED"}
+
+
+def lock_unpublished(
+    cur: extensions.cursor, job_id: str, skip_locked: bool
+) -> tuple[int, int, str] | None:
+    """Lock an unfinished, unpublished job: ``(partitions_total, items_total, reduce task
+    id)``; ``None`` if it is published, final, gone (or locked, with ``skip_locked``)."""
+    cur.execute(_LOCK_UNPUBLISHED[skip_locked], (job_id,))
+    row = cur.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+
+def mark_published(cur: extensions.cursor, job_id: str, reduce_task_id: str) -> None:
+    cur.execute(
+        "UPDATE mapreduce_jobs SET published_at = clock_timestamp(), reduce_task_id = %s,"
+        " updated_at = clock_timestamp() WHERE id = %s",
+        (reduce_task_id, job_id),
+    )
+
+
+def withdraw_unpublished(cur: extensions.cursor, job_id: str) -> bool:
+    """Delete the job unless its chord was published; ``False`` when it was."""
+    cur.execute(
+        "SELECT published_at IS NULL FROM mapreduce_jobs WHERE id = %s FOR UPDATE", (job_id,)
+    )
+    row = cur.fetchone()
+    if row is None:
+        return True
+    if not row[0]:
+        return False
+    cur.execute("DELETE FROM mapreduce_jobs WHERE id = %s", (job_id,))
+    return True
 
 
 def get_job(job_id: str) -> Job:

@@ -3,8 +3,9 @@
 Why Postgres and a unique key rather than a Redis lock: the claim and the stored
 result must outlive restarts of any container, and the primary key makes "two
 concurrent runs both proceed" impossible without any lock expiry to tune. A run
-holds its key for ``lease`` seconds (longer than the hard time limit), so a run
-whose process died is taken over after the lease, while a live one never is.
+holds its key for ``lease`` seconds, :func:`lease_for` its *own* hard time limit (the
+message's or the task's ``time_limit``, else ``TASK_TIME_LIMIT``: F24), so a run whose
+process died is taken over soon after its limit, while a live one never is.
 
 Guarantee: a key's side effect completes at most once per *successful* run; if a
 process dies, or the run fails (a database outage, a transient error), after the
@@ -30,11 +31,22 @@ from psycopg2.extras import Json
 
 from celeryref.adapters import db
 from celeryref.errors import DuplicateInProgress, InvalidArguments
+from celeryref.settings import settings
 
 #: Message header carrying a caller-chosen key.
 HEADER = "idempotency_key"
 #: Longest caller-supplied key accepted (characters).
 MAX_KEY_LENGTH = 200
+#: Seconds a lease outlasts the run's hard time limit: the dead letter of a killed run
+#: is written, and a thread-pool task past its limit finishes its last I/O call
+#: (:mod:`celeryref.reliability.time_budget`), before another run may take the key.
+LEASE_GRACE_SECONDS = 30.0
+
+
+def lease_for(time_limit: float | None) -> float:
+    """Seconds a run holds its key: its hard time limit (``None``: ``TASK_TIME_LIMIT``)
+    plus :data:`LEASE_GRACE_SECONDS`."""
+    return float(time_limit or settings.task_time_limit) + LEASE_GRACE_SECONDS
 
 
 def derive_key(task_name: str, args: Any, kwargs: Any) -> str:

@@ -13,6 +13,8 @@ Per attempt it:
    a transient error is retried with the task's :class:`~celeryref.reliability.retry.RetryPolicy`;
    a permanent one, or a transient one out of retries, is dead-lettered and operators
    are alerted on the ``priority`` queue (:mod:`celeryref.reliability.dead_letters.record`).
+   A dead letter that neither Postgres nor Redis takes keeps its message: requeued,
+   with the task's own error as the reason (F21; the guard bounds the runs).
 
 Task options (``@app.task(idempotent=True, retry_policy=RetryPolicy(...))``):
 ``idempotent``, ``retry_policy``, ``alert_on_dead_letter``.
@@ -33,7 +35,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 
 from celeryref.errors import CircuitOpen, Classification, Severity, classify
-from celeryref.reliability import delivery_guard, error_log, idempotency
+from celeryref.reliability import delivery_guard, error_log, idempotency, time_budget
 from celeryref.reliability.dead_letters import record as dead_lettering
 from celeryref.reliability.retry import RetryPolicy, policy_for
 from celeryref.settings import settings
@@ -52,6 +54,8 @@ class BaseTask(Task):
     idempotent: bool = False
     #: Alert operators when this task is dead-lettered.
     alert_on_dead_letter: bool = True
+    #: Seconds before a message whose dead letter no store took goes back to the queue.
+    keep_pause: float = 5.0
 
     #: Requests received but not started survive a lost broker connection.
     Request = "celeryref.upstream.request:Request"
@@ -59,21 +63,12 @@ class BaseTask(Task):
     # -- sending -----------------------------------------------------------------
 
     def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
-        """Celery's ``retry`` with the countdown clamped to what the broker can hold.
+        """Celery's ``retry``, keeping a retry whose publish failed.
 
-        The app refuses longer delays (:func:`celeryref.reliability.delivery_guard.check_delay`);
-        inside ``retry`` Celery would turn that refusal into ``Reject(requeue=False)``,
-        a task dropped without a dead letter. A backoff that long is retried sooner.
+        A backoff longer than the broker can hold goes to the durable scheduler like any
+        far delay (:meth:`celeryref.upstream.app.App.send_task`, F23), instead of being
+        shortened.
         """
-        if countdown is not None and countdown > delivery_guard.max_delay():
-            logger.warning(
-                "task %s[%s] retry in %.0fs clamped to %ss (broker visibility timeout)",
-                self.name,
-                self.request.id,
-                countdown,
-                delivery_guard.max_delay(),
-            )
-            countdown = float(delivery_guard.max_delay())
         try:
             return super().retry(*args, countdown=countdown, **options)
         except Reject as refused:  # Celery's answer to a retry it could not publish
@@ -101,9 +96,7 @@ class BaseTask(Task):
                 cause,
             )
             raise Reject(cause, requeue=True) from cause
-        dead_lettering.dead_letter(
-            self, self.request.args, self.request.kwargs, cause, None, classification
-        )
+        self._dead_letter(self.request.args, self.request.kwargs, cause, None, classification)
 
     # -- the attempt -------------------------------------------------------------
 
@@ -123,8 +116,7 @@ class BaseTask(Task):
                 "without an outcome (its worker process died, or its message was "
                 "requeued each time); refusing to run it again"
             )
-            dead_lettering.dead_letter(
-                self,
+            self._dead_letter(
                 args,
                 kwargs,
                 Reject(reason),
@@ -146,8 +138,10 @@ class BaseTask(Task):
             self._finished(outcome, started)
             raise
         except Exception as exc:
+            time_budget.settle()  # Ignore: a thread pool's watchdog reported its time limit
             self._handle_failure(exc, args, kwargs, started)
             raise  # unreachable: _handle_failure always raises
+        time_budget.settle()
         self._finished("succeeded", started)
         return result
 
@@ -155,7 +149,7 @@ class BaseTask(Task):
         if not self.idempotent:
             return self.run(*args, **kwargs)
         key = self.idempotency_key(args, kwargs)
-        lease = float(settings.task_time_limit + 30)
+        lease = idempotency.lease_for(self.hard_time_limit())
         claim = idempotency.claim(key, self.name, self.request.id, lease)
         self.request.claimed_idempotency_key = key if claim.acquired else None
         if not claim.acquired:
@@ -187,6 +181,12 @@ class BaseTask(Task):
         if key is None:
             raise TypeError(f"{self.name}[{self.request.id}] holds no idempotency key")
         idempotency.complete(key, str(self.request.id), result, cursor=cursor)
+
+    def hard_time_limit(self) -> float:
+        """Seconds this run may take before it is stopped: the message's ``time_limit``
+        (a per-call option, a workflow step's), else the task's own, else ``TASK_TIME_LIMIT``."""
+        given = (getattr(self.request, "timelimit", None) or (None, None))[0]
+        return float(given or self.time_limit or settings.task_time_limit)
 
     def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The caller's key (header ``idempotency_key``) or one derived from the arguments."""
@@ -244,8 +244,34 @@ class BaseTask(Task):
             self._finished("retried", started, error)
             raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries)
         self._finished("dead_lettered", started, error)
-        dead_lettering.dead_letter(self, args, kwargs, exc, traceback.format_exc(), classification)
+        self._dead_letter(args, kwargs, exc, traceback.format_exc(), classification)
         raise exc
+
+    def _dead_letter(
+        self, args: Any, kwargs: Any, exc: Exception, tb: str | None, c: Classification
+    ) -> None:
+        """Dead-letter ``exc``; when no store takes it, keep the message instead (F21).
+
+        A message is acknowledged only once its dead letter is stored somewhere
+        durable. Here it goes back to the queue after :attr:`keep_pause` seconds (no
+        busy loop while both stores are down) with ``exc`` as the reason: the task's
+        own error stays the reported cause. Each return counts as a delivery, so the
+        task runs at most ``MAX_DELIVERIES`` times; later deliveries are refused
+        before running, and their dead letter is tried again each time.
+        """
+        try:
+            dead_lettering.dead_letter(self, args, kwargs, exc, tb, c)
+        except dead_lettering.NotStored as lost:
+            logger.error(
+                "task %s[%s] failed with %s: %s; %s; its message goes back to the queue",
+                self.name,
+                self.request.id,
+                type(exc).__name__,
+                exc,
+                lost,
+            )
+            time.sleep(self.keep_pause)
+            raise Reject(exc, requeue=True) from lost
 
     def _policy(self) -> RetryPolicy:
         return self.retry_policy or policy_for(self.name)
@@ -260,4 +286,9 @@ class BaseTask(Task):
         """Hard time limits kill the process before ``__call__`` sees them: dead-letter here."""
         if isinstance(exc, TimeLimitExceeded):
             tb = str(einfo) if einfo else None
-            dead_lettering.dead_letter(self, args, kwargs, exc, tb, classify(exc), task_id=task_id)
+            try:
+                dead_lettering.dead_letter(
+                    self, args, kwargs, exc, tb, classify(exc), task_id=task_id
+                )
+            except dead_lettering.NotStored as lost:  # in the worker: it cannot keep it
+                logger.critical("task %s[%s] lost: %s", self.name, task_id, lost)

@@ -2,23 +2,37 @@
 
 Every id handed out is remembered in Redis for as long as results live
 (``RESULT_EXPIRES``), so a status query can tell "unknown id" (404) from
-"queued, not started yet" — Celery itself reports both as ``PENDING``.
+"queued, not started yet" — Celery itself reports both as ``PENDING``. The id is
+remembered *before* the message is sent (F17): a send that fails leaves at most a
+remembered id nobody was given, never a running task the API called "not accepted".
+
+With a client ``idempotency_key`` (F18, :mod:`celeryref.submission.client_keys`) the
+key's row is inserted, the message sent, and only then the row committed: a send that
+fails rolls the key back (the 503 is true, nothing was accepted), and a second post
+with the key returns the first task id. Sending inside the transaction, rather than
+committing an outbox row first, is right here because a catalog task reads nothing
+the transaction writes (a workflow step does: see :func:`celeryref.workflows.engine.start`),
+and because it never needs a republish, which would run a non-idempotent task twice.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
 
-from celeryref.adapters import redis_state
+from celeryref.adapters import db, redis_state
 from celeryref.errors import NotFound
 from celeryref.observability.progress import PROGRESS
 from celeryref.reliability.idempotency import HEADER as IDEMPOTENCY_HEADER
 from celeryref.reliability.idempotency import validate_key
 from celeryref.settings import settings
-from celeryref.submission import catalog
+from celeryref.submission import catalog, client_keys
+
+logger = logging.getLogger(__name__)
 
 
 def _submitted_key(task_id: str) -> str:
@@ -33,15 +47,53 @@ def submit(
     priority: int | None = None,
     idempotency_key: str | None = None,
 ) -> AsyncResult:
-    """Validate and send one catalog task; raise ``InvalidArguments`` on bad input."""
+    """Validate and send one catalog task; raise ``InvalidArguments`` on bad input.
+
+    With ``idempotency_key``: at most one task per key; a repeat gets the first task's
+    result handle (see the module docstring)."""
     entry = catalog.lookup(public_name)
     kwargs = catalog.validate_args(entry, args)
-    headers = {IDEMPOTENCY_HEADER: validate_key(idempotency_key)} if idempotency_key else {}
-    result = app.send_task(
-        entry.task_name, kwargs=kwargs, queue=entry.queue, priority=priority, headers=headers
-    )
-    remember(result.id, public_name)
-    return result
+    task_id = str(uuid.uuid4())
+    if idempotency_key is None:
+        _send(app, entry, kwargs, task_id, priority, public_name, {})
+        return app.AsyncResult(task_id)
+    headers = {IDEMPOTENCY_HEADER: validate_key(idempotency_key)}
+    printed = client_keys.fingerprint("task", [public_name, kwargs, priority])
+    with db.connection() as conn, conn.cursor() as cur:
+        first = client_keys.claim(cur, idempotency_key, "task", task_id, printed)
+        if first is not None:
+            logger.info("idempotency key %r: task %s submitted already", idempotency_key, first)
+            return app.AsyncResult(first)
+        _send(app, entry, kwargs, task_id, priority, public_name, headers)
+    return app.AsyncResult(task_id)
+
+
+def _send(
+    app: Celery,
+    entry: catalog.Entry,
+    kwargs: dict[str, Any],
+    task_id: str,
+    priority: int | None,
+    public_name: str,
+    headers: dict[str, str],
+) -> None:
+    """Remember ``task_id``, then send it; a failed send forgets it again (best effort)."""
+    remember(task_id, public_name)
+    try:
+        app.send_task(
+            entry.task_name,
+            kwargs=kwargs,
+            task_id=task_id,
+            queue=entry.queue,
+            priority=priority,
+            headers=headers,
+        )
+    except Exception:
+        try:
+            redis_state.client().delete(_submitted_key(task_id))
+        except Exception as exc:  # Redis is down: the id stays PENDING, and nobody has it
+            logger.info("could not forget unsent task %s: %s", task_id, exc)
+        raise
 
 
 def remember(task_id: str, name: str) -> None:

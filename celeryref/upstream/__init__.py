@@ -60,6 +60,7 @@ FEATURE = "feature: "
 _TRANSPORT = "tests/integration/test_broker_transport.py"
 _KEPT = "tests/integration/test_task_kept.py"
 _BROKER = "tests/integration/test_broker_behaviour.py"
+_WINDOW = "tests/integration/test_broker_window.py"
 
 #: Every change, with what it relies on.
 PATCHES: tuple[Patch, ...] = (
@@ -75,23 +76,38 @@ PATCHES: tuple[Patch, ...] = (
             "kombu.transport.redis:Channel.conn_or_acquire",
             "kombu.transport.redis:QoS.append",
             "kombu.transport.virtual.base:Message._raw",
+            "kombu.transport.redis:Channel._put",
+            "kombu.transport.redis:Channel._brpop_start",
+            "kombu.transport.redis:Channel._brpop_read",
+            "kombu.transport.redis:Channel._flush_brpop_reauth",
+            "kombu.transport.redis:Channel._queue_cycle",
+            "kombu.transport.redis:Channel._q_for_pri",
+            "kombu.transport.redis:Channel._expires",
+            "kombu.transport.redis:QoS._remove_from_indices",
+            "kombu.transport.virtual.base:QoS.append",
+            "kombu.transport.virtual.base:Channel._get_message_priority",
+            "kombu.transport.virtual.base:Transport._deliver",
         ),
         upstream_issue=(
             "F12: https://github.com/celery/kombu/issues/582 (the same AttributeError in"
             " _connparams from a channel closed after its transport, kombu 3.0; closed);"
-            " F13: none known (https://github.com/celery/kombu/issues/305 is the same"
-            " BRPOP-to-unacked window when the consumer dies, F9)"
+            " F13: none known; F9: https://github.com/celery/kombu/issues/305 (open: the"
+            " BRPOP-to-unacked window when the consumer dies)"
         ),
         controls={
             "F12": f"{_TRANSPORT}::test_kombus_own_channel_still_crashes_there",
             "F13": f"{_TRANSPORT}::test_kombus_own_channel_loses_the_message_there",
+            "F9": f"{_WINDOW}::test_kombus_own_channel_loses_the_message_there",
         },
     ),
     Patch(
         ours="celeryref.upstream.request:Request",
         upstream="celery.worker.request:Request",
         relies_on=(
+            "celery.worker.request:Request.__init__",
+            "celery.worker.request:Request.cancel",
             "celery.worker.request:Request.on_failure",
+            "celery.worker.request:Request._request_dict",
             "celery.worker.request:Request._already_cancelled",
             "celery.worker.request:Request._already_revoked",
             "celery.worker.request:Request._announce_cancelled",
@@ -100,6 +116,8 @@ PATCHES: tuple[Patch, ...] = (
         upstream_issue="none known (celery 5.7 worker/request.py: a terminated job is a revoke)",
         controls={
             "F15": f"{_KEPT}::test_celerys_own_request_revokes_it_there",
+            "F22": FEATURE + "deliberate requeues are taken back from our own delivery"
+            " guard (tests/integration/test_delivery_count.py)",
         },
     ),
     Patch(
@@ -115,17 +133,21 @@ PATCHES: tuple[Patch, ...] = (
         controls={
             "F3": FEATURE + "Celery logs and acknowledges a refused message by design;"
             " recording it is behaviour we add (tests/integration/test_refused_messages.py)",
+            "F20": "tests/integration/test_refused_messages.py"
+            "::test_celerys_hooks_ack_before_a_record_could_keep_the_message",
         },
     ),
     Patch(
         ours="celeryref.upstream.app:App",
         upstream="celery:Celery",
-        relies_on=("celery:Celery.send_task",),
+        relies_on=("celery:Celery.send_task", "celery:Celery.tasks", "celery:Celery.AsyncResult"),
         upstream_issue="F1: https://github.com/celery/celery/issues/7516 (open)",
         controls={
             "F1": f"{_BROKER}::test_celerys_own_send_task_puts_it_on_the_top_priority_there",
             "F6": FEATURE + "our own delivery guard, no upstream defect"
             " (tests/unit/test_delay_guard.py)",
+            "F23": FEATURE + "delays that, with the task's time limit, outlast the visibility"
+            " timeout go to the durable scheduler (tests/integration/test_deferred_tasks.py)",
         },
     ),
     Patch(
@@ -138,6 +160,22 @@ PATCHES: tuple[Patch, ...] = (
             " (Task.retry turns any publish error into Reject(requeue=False)) is what the"
             " F15 control shows",
             "F15": f"{_KEPT}::test_celerys_own_task_drops_it_there",
+        },
+    ),
+    Patch(
+        ours="celeryref.upstream.thread_pool:TaskPool",
+        upstream="celery.concurrency.thread:TaskPool",
+        relies_on=(
+            "celery.concurrency.thread:TaskPool.on_apply",
+            "celery.concurrency.thread:TaskPool.executor",
+            "celery.concurrency.thread:ApplyResult",
+            "celery.concurrency.base:apply_target",
+            "celery.worker.request:Request.on_timeout",
+        ),
+        upstream_issue="F24: https://github.com/celery/celery/issues/9203 (closed, not fixed)",
+        controls={
+            "F24": "tests/integration/test_thread_time_limits.py"
+            "::test_celerys_own_thread_pool_lets_it_succeed",
         },
     ),
 )

@@ -9,18 +9,23 @@ from typing import Any
 
 from celery import Celery
 
-from celeryref.reliability import delivery_guard
+from celeryref.reliability import deferred, delivery_guard
 
 
 class App(Celery):
-    """Celery whose ``send_task`` refuses delays the broker cannot hold and applies
-    ``task_default_priority`` to by-name sends too.
+    """Celery whose ``send_task`` applies ``task_default_priority`` to by-name sends too,
+    and hands delays the broker cannot hold to the durable scheduler.
 
     Every publish goes through ``send_task``: ``Task.apply_async``, canvas
     signatures, retries, the API's by-name submissions and dead-letter replays.
     Celery applies ``task_default_priority`` only in ``Task.apply_async``; a by-name
     send without a priority would land on Redis priority 0, the *highest*, and
     overtake all normal work.
+
+    A countdown/ETA that, with the task's hard time limit, outlasts the visibility
+    timeout (F23, :func:`celeryref.reliability.delivery_guard.check_delay`) is stored in
+    Postgres instead (:mod:`celeryref.reliability.deferred`) and published by the sweep
+    when due, with the task id returned here.
     """
 
     def send_task(
@@ -32,7 +37,17 @@ class App(Celery):
         eta: Any = None,
         **options: Any,
     ) -> Any:
-        delivery_guard.check_delay(countdown, eta)
         if options.get("priority") is None:
             options["priority"] = self.conf.task_default_priority
+        time_limit = options.get("time_limit") or self.time_limit_of(name)
+        due = delivery_guard.check_delay(countdown, eta, time_limit)
+        if due is not None:
+            return self.AsyncResult(deferred.defer(name, args, kwargs, options, due))
         return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+
+    def time_limit_of(self, name: str) -> float | None:
+        """The ``time_limit`` of the task registered as ``name``; ``None``: the global
+        ``TASK_TIME_LIMIT`` applies (no limit of its own, or not registered here)."""
+        task = self.tasks.get(name)
+        limit = getattr(task, "time_limit", None)
+        return float(limit) if limit else None

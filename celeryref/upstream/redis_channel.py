@@ -1,4 +1,4 @@
-"""kombu's Redis channel with two holes of a broker restart closed (findings F12, F13).
+"""kombu's Redis channel with three holes closed: a crash and two lost messages (F12, F13, F9).
 
 **F12, a crash.** When a worker loses the broker, Celery 5.7 first ``collect()``s the
 connection (close its channel, then detach the transport: ``transport.client = None``)
@@ -17,29 +17,102 @@ consumer record it in the ``unacked`` hash. When Redis goes away between the two
 record fails, kombu drops the message, and it exists nowhere any more. Here a message
 whose record failed is kept in this process (:class:`QoS`) and pushed back onto its
 queue by the next channel this process opens, that is when the worker has reconnected.
-What is still lost: a process that dies in that window (SIGKILL, finding F9).
+(With F9's pop below, only :meth:`Channel.basic_get` still records in a second command.)
+
+**F9, a lost message.** The same window with Redis up: a ``BRPOP`` reply cut on its
+way (connection cut, container killed) carries a message that is in no queue and not
+in ``unacked``. Here the consumer pops with :data:`POP`, one Lua script that records
+the message in ``unacked`` and pops it, so Redis holds it in its list or in ``unacked``,
+where the visibility-timeout sweep (kombu's ``QoS.restore_visible``) finds it. Redis
+cannot block inside a script, so an idle consumer blocks on its queues' bells
+(:func:`bell`): :meth:`Channel._put` pushes a token next to each message. A token
+carries no message, so losing one costs nothing; and a consumer looks at least every
+``brpop_timeout`` seconds anyway (for a message pushed by a client without this
+channel, or put back by the sweep, which ring no bell). Both commands are sent and
+read on kombu's ``BRPOP`` connection the way kombu sends ``BRPOP``, so the worker's
+event loop never waits: with a backlog a consumer sends one ``EVALSHA`` per message
+(kombu: ``BRPOP``, then ``ZADD`` and ``HSET`` in a transaction); idle, it alternates
+``BRPOP`` on the bells and an ``EVALSHA`` that finds nothing.
 
 F12 was seen in the fault suite's Redis restart drill (docs/RELIABILITY.md, scenario
-8); F13 is a path in kombu's code, found while reading it for that drill and
-reproduced by ``tests/integration/test_broker_transport.py``.
+8), F9 there and when containers are killed under load (scenario 16); F13 is a path in
+kombu's code, found while reading it for that drill. F12 and F13 are reproduced by
+``tests/integration/test_broker_transport.py``, F9 by ``test_broker_window.py``.
 
 kombu chooses the channel class through ``Transport.Channel``; :func:`install` sets it
 on kombu's Redis transport (not a transport of our own: broker URLs, Flower and the
 worker banner keep the plain ``redis://`` scheme), and :mod:`celeryref.celery_app`
 installs it, so every process that builds the app has it.
+
+Longer than 250 lines: the three fixes override the same kombu channel and its QoS;
+split into modules they would subclass one another's subclasses, and which override
+wins would depend on import order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
-from typing import Any, NamedTuple
+from queue import Empty
+from time import monotonic, time
+from typing import Any, Final, NamedTuple
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
 
 logger = logging.getLogger(__name__)
+
+#: KEYS: the lists to pop, in order; one bell per queue; ``unacked``; ``unacked_index``.
+#: ARGV: how many lists; the time (seconds) to index the record under.
+#: Returns ``{list, message, recorded}`` (``recorded`` 0: no delivery tag to record it
+#: under, handed over as kombu would) or nil; when every list is empty it deletes the
+#: bells, since no message waits behind them. The record is written before the pop: a
+#: refused write (``OOM`` under ``noeviction``) leaves the message in its list.
+POP: Final = """
+local n = tonumber(ARGV[1])
+local unacked, index = KEYS[#KEYS - 1], KEYS[#KEYS]
+for i = 1, n do
+  local item = redis.call('LINDEX', KEYS[i], -1)
+  if item then
+    local ok, payload = pcall(cjson.decode, item)
+    local props = ok and type(payload) == 'table' and payload['properties']
+    local tag = type(props) == 'table' and props['delivery_tag']
+    if type(tag) ~= 'string' then
+      return {KEYS[i], redis.call('RPOP', KEYS[i]), 0}
+    end
+    local info = props['delivery_info']
+    if type(info) ~= 'table' then info = {} end
+    local record = '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
+      .. cjson.encode(info['routing_key']) .. ']'
+    local written = redis.pcall('HSET', unacked, tag, record)
+    if type(written) == 'table' and written.err then return written end
+    written = redis.pcall('ZADD', index, ARGV[2], tag)
+    if type(written) == 'table' and written.err then
+      redis.call('HDEL', unacked, tag)
+      return written
+    end
+    return {KEYS[i], redis.call('RPOP', KEYS[i]), 1}
+  end
+end
+for i = n + 1, #KEYS - 2 do redis.call('DEL', KEYS[i]) end
+return nil
+"""
+
+#: What ``EVALSHA`` calls :data:`POP` by.
+POP_SHA: Final = hashlib.sha1(POP.encode()).hexdigest()  # noqa: S324 (Redis's name, not security)
+
+#: What a bell's token holds (nothing: a bell only wakes a consumer).
+TOKEN: Final = b"1"
+
+
+def bell(queue: str, sep: str) -> str:
+    """The key of ``queue``'s bell: a list of tokens, one per message pushed."""
+    return f"{queue}{sep}bell"
 
 
 class Orphan(NamedTuple):
@@ -66,9 +139,19 @@ def _task_id(payload: dict[str, Any]) -> str:
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's Redis QoS; a delivery it cannot record becomes an orphan, not a loss."""
+    """kombu's Redis QoS; a delivery it cannot record becomes an orphan, not a loss, and
+    one :data:`POP` recorded already is not recorded again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Delivery tags being delivered that Redis holds in ``unacked`` already.
+        self.recorded: set[str] = set()
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self.recorded:
+            self.recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # this process's own record
+            return
         try:
             super().append(message, delivery_tag)
         except self.channel.connection_errors:
@@ -88,6 +171,16 @@ class Channel(kombu_redis.Channel):
     detached transport is a connection error, not a crash."""
 
     QoS = QoS
+
+    #: The command in flight on the ``BRPOP`` connection: ``EVALSHA`` (the pop) or
+    #: ``BRPOP`` (on the bells).
+    _sent = "BRPOP"
+    #: Whether the next command is the pop (a backlog needs no bell) or the wait.
+    _pop_next = True
+    #: Whether the next wait is on a key nobody rings: Redis refused the pop (``OOM``).
+    _pause_next = False
+    #: The lists the pop in flight looks at, and the queue of each.
+    _popping: dict[str, str] = {}  # noqa: RUF012 (replaced, never mutated)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # connected: it pinged Redis
@@ -116,6 +209,98 @@ class Channel(kombu_redis.Channel):
             logger.warning(
                 "requeued task %s, received as the broker was lost", _task_id(orphan.payload)
             )
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """Push ``message`` and ring ``queue``'s bell, in the same round trip."""
+        ring = bell(queue, self.sep)
+        expires = self._expires.get(queue)  # milliseconds, for a queue with x-expires
+        batch = kwargs.get("_publish_batch")
+        if batch is not None:
+            super()._put(queue, message, **kwargs)
+            batch.add("lpush", ring, TOKEN)
+            if expires:
+                batch.add("pexpire", ring, expires)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, dumps(message)).lpush(ring, TOKEN)
+            if expires:
+                for pri in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, pri), expires)
+                pipe.pexpire(ring, expires)
+            pipe.execute()
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        """Send the pop, or the wait on the bells; :meth:`_brpop_read` reads its reply."""
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        prefix = self.global_keyprefix
+        bells = [prefix + bell(queue, self.sep) for queue in queues]
+        if self._pop_next:
+            self._popping = {
+                prefix + self._q_for_pri(queue, pri): queue
+                for pri in self.priority_steps
+                for queue in queues
+            }
+            keys = [*self._popping, *bells, prefix + self.unacked_key]
+            keys.append(prefix + self.unacked_index_key)
+            args = ["EVALSHA", POP_SHA, len(keys), *keys, len(self._popping), time()]
+        else:
+            if self._pause_next:
+                self._pause_next = False
+                bells = [f"{prefix}{self.unacked_key}{self.sep}pause"]
+            wait = self.brpop_timeout if timeout is None else timeout
+            args = ["BRPOP", *bells, wait or 0]
+        self._sent = str(args[0])
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None
+        self.client.connection.send_command(*args)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        """Read the reply to :meth:`_brpop_start`'s command; deliver what it popped."""
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, self._sent, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # reconnect on the next poll
+                raise
+            except redis.exceptions.NoScriptError:
+                with self.conn_or_acquire() as client:
+                    client.script_load(POP)  # Redis restarted: its script cache is empty
+                raise Empty from None
+            except self.ResponseError as exc:  # nothing popped; retry after a wait
+                logger.warning("Redis refused to hand over a message: %s", exc)
+                self._pop_next, self._pause_next = False, True
+                raise Empty from None
+            if self._sent == "BRPOP":
+                self._pop_next = True  # rung, or waited long enough: look
+                raise Empty
+            if not reply:
+                self._pop_next = False
+                raise Empty
+            key, item, recorded = reply
+            self._deliver_popped(self._popping[bytes_to_str(key)], item, bool(recorded))
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu: bool or a connection
+            self._flush_brpop_reauth()
+
+    def _deliver_popped(self, queue: str, item: bytes, recorded: bool) -> None:
+        self._queue_cycle.rotate(queue)
+        payload = loads(bytes_to_str(item))
+        if not recorded:
+            self.connection._deliver(payload, queue)
+            return
+        tag = payload["properties"]["delivery_tag"]
+        qos: Any = self.qos
+        qos.recorded.add(tag)
+        try:
+            self.connection._deliver(payload, queue)
+        finally:
+            if tag in qos.recorded:  # not appended: consumed without acks
+                qos.recorded.discard(tag)
+                qos._remove_from_indices(tag).execute()
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:

@@ -16,6 +16,12 @@ issue 14: Celery 5.7 cancels only started requests, and no control test could sh
 the stock class losing one.)
 
 The same applies to the cancel at the end of the soft shutdown window.
+
+Every requeue made here on purpose (a cancelled running request, an innocent one
+terminated with it) takes its delivery back from the redelivery guard
+(:func:`celeryref.reliability.delivery_guard.forgive_delivery`, F22): only a delivery
+whose process died without an outcome counts towards ``MAX_DELIVERIES``. Take-backs
+Redis could not take are written when the worker receives its next message.
 """
 
 from __future__ import annotations
@@ -27,11 +33,25 @@ from billiard.einfo import ExceptionWithTraceback
 from celery.exceptions import Terminated
 from celery.worker import request
 
+from celeryref.reliability import delivery_guard
+
 logger = logging.getLogger(__name__)
 
 
 class Request(request.Request):
     """Celery's request, never revoking a task that nobody revoked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        delivery_guard.write_forgiven()  # before this message can run; cheap when none wait
+
+    def cancel(self, pool: Any, signal: Any = None, emit_retry: bool = True) -> None:
+        self._forgive_delivery()  # cancelled to be requeued: not a death (F22)
+        super().cancel(pool, signal=signal, emit_retry=emit_retry)
+
+    def _forgive_delivery(self) -> None:
+        """This delivery is requeued on purpose: it does not count as a death (F22)."""
+        delivery_guard.forgive_delivery(self.id, int(self._request_dict.get("retries") or 0))
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -47,6 +67,7 @@ class Request(request.Request):
                 self.id,
             )
             self._announce_cancelled(emit_retry=False)
+            self._forgive_delivery()
             self.reject(requeue=True)
             return
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)

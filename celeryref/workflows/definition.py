@@ -19,6 +19,7 @@ from typing import Any
 
 from celeryref import queues
 from celeryref.errors import InvalidArguments
+from celeryref.settings import VISIBILITY_MARGIN_SECONDS, settings
 
 #: Step names: lower-case identifiers (they appear in SQL rows, logs and the CLI).
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -26,8 +27,24 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_STEPS = 100
 #: Most retries of one step (after its first attempt).
 MAX_RETRIES = 10
-#: Longest step timeout (seconds); below the broker's visibility timeout.
+#: Longest step timeout (seconds) at any visibility timeout; see :func:`max_timeout`.
 MAX_TIMEOUT = 3_000.0
+#: Seconds between a step's soft timeout and the hard kill of its process.
+HARD_LIMIT_GRACE = 30.0
+
+
+def max_timeout() -> float:
+    """Longest step timeout (seconds) this deployment can run without a redelivery.
+
+    A step's hard limit is its timeout + :data:`HARD_LIMIT_GRACE`; with the margin of
+    :func:`~celeryref.reliability.delivery_guard.max_delay` it must end before
+    ``BROKER_VISIBILITY_TIMEOUT`` (F23), or Redis hands the running step to a second
+    worker. Longer timeouts are refused when the definition is checked, not routed
+    elsewhere: no queue of a Redis broker can hold a task longer. (A step's retry
+    backoff needs no room here: a delay that does not fit goes to the durable scheduler.)
+    """
+    room = settings.broker_visibility_timeout - VISIBILITY_MARGIN_SECONDS - HARD_LIMIT_GRACE
+    return min(MAX_TIMEOUT, room - 1)  # the bound is strict
 
 
 class WorkflowDefinitionError(InvalidArguments):
@@ -122,11 +139,12 @@ def _step_problems(step: Step, allowed_tasks: Collection[str]) -> list[str]:
         problems.append(f"step {step.name!r}: retries must be in 0..{MAX_RETRIES}")
     if not isinstance(step.retry_delay, int | float) or not 0 <= step.retry_delay <= 60:
         problems.append(f"step {step.name!r}: retry_delay must be 0..60 seconds")
-    timeout = step.timeout
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT
-    ):
-        problems.append(f"step {step.name!r}: timeout must be in (0, {MAX_TIMEOUT:g}] seconds")
+    timeout, longest = step.timeout, max_timeout()
+    if timeout is not None and (not isinstance(timeout, int | float) or not 0 < timeout <= longest):
+        problems.append(
+            f"step {step.name!r}: timeout must be in (0, {longest:g}] seconds (its hard "
+            f"limit, {HARD_LIMIT_GRACE:g}s later, must end before the broker redelivers it)"
+        )
     return problems
 
 

@@ -7,7 +7,20 @@ finish at the same moment, the second transaction waits for the first, then sees
 both results, and the step's conditional ``pending -> queued`` UPDATE matches in
 exactly one of them. Messages are published after the commit, under row locks on
 the queued steps (``FOR UPDATE SKIP LOCKED``), and marked published; a step task
-redelivered after it already succeeded publishes whatever its first run could not.
+redelivered after it already succeeded publishes whatever its first run could not,
+and the sweeper (:mod:`celeryref.workflows.recovery`, F17) publishes what is still
+unpublished after ``OUTBOX_GRACE_SECONDS``, whoever crashed.
+
+Publishing is therefore at-least-once (a publish whose ``mark_published`` was lost is
+sent again). Each publish carries a fresh dispatch id; the step records the dispatch
+that started it, so a second message of a step already running is dropped, and one
+arriving after it succeeded returns the stored result: the step runs once.
+
+Start (F17): the execution's rows, and the client's idempotency key (F18), commit
+first, then the first steps are published. A publish that fails withdraws the
+execution again (deleted, under its row lock, unless the sweeper published it
+meanwhile), so the API's 503 "nothing was accepted" is true; if even the withdrawal
+fails, the sweeper publishes the execution once the broker is back.
 
 Failure: a step that fails for good fails the execution; every step that has not
 started is marked ``skipped`` and never runs (steps already running finish and
@@ -18,6 +31,7 @@ keep their results). Cancel: every step that has not finished is marked
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -26,13 +40,11 @@ from typing import Any
 from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.errors import NotFound
+from celeryref.submission import client_keys
 from celeryref.workflows import registry, step_rows, store
-from celeryref.workflows.definition import Workflow, validate
+from celeryref.workflows.definition import HARD_LIMIT_GRACE, Workflow, validate
 
 logger = logging.getLogger(__name__)
-
-#: Seconds between a step's soft timeout and the hard kill of its process.
-HARD_LIMIT_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,16 +55,20 @@ class StepContext:
     step: str
     retries: int
     retry_delay: float
+    #: Id of this publish of the step (``None`` in messages older than F17).
+    dispatch: str | None = None
 
     @classmethod
     def from_message(cls, raw: object) -> StepContext | None:
         if not isinstance(raw, dict):
             return None
+        dispatch = raw.get("dispatch")
         return cls(
             str(raw["execution_id"]),
             str(raw["step"]),
             int(raw["retries"]),
             float(raw["retry_delay"]),
+            None if dispatch is None else str(dispatch),
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -61,6 +77,7 @@ class StepContext:
             "step": self.step,
             "retries": self.retries,
             "retry_delay": self.retry_delay,
+            "dispatch": self.dispatch,
         }
 
 
@@ -75,27 +92,49 @@ class Begin:
     result: Any = None
 
 
-def start(workflow: Workflow | str, payload: Any) -> str:
-    """Create an execution of ``workflow`` with input ``payload``; queue its first steps."""
+def start(workflow: Workflow | str, payload: Any, *, client_key: str | None = None) -> str:
+    """Create an execution of ``workflow`` with input ``payload``; queue its first steps.
+
+    With ``client_key``: at most one execution per key; a repeat returns the first id."""
     if isinstance(workflow, str):
         workflow = registry.get(workflow)
     validate(workflow, registry.STEP_TASKS)
     execution_id = str(uuid.uuid4())
     steps = [(s, s.queue or registry.task_queue(s.task)) for s in workflow.steps]
     with db.connection() as conn, conn.cursor() as cur:
+        if client_key is not None:
+            printed = client_keys.fingerprint("workflow", [dataclasses.asdict(workflow), payload])
+            first = client_keys.claim(cur, client_key, "workflow", execution_id, printed)
+            if first is not None:
+                return first
         store.insert_execution(cur, execution_id, workflow.name, payload, steps)
         store.queue_ready_steps(cur, execution_id)
+    try:
+        publish(execution_id)
+    except Exception:
+        with db.connection() as conn, conn.cursor() as cur:
+            withdrawn = store.withdraw_unpublished(cur, execution_id)
+            if withdrawn:
+                client_keys.forget(cur, client_key, execution_id)
+        if withdrawn:
+            raise
+        logger.info("execution %s: publish failed, but the sweeper published it", execution_id)
     logger.info("workflow %s started as %s", workflow.name, execution_id)
-    publish(execution_id)
     return execution_id
 
 
-def publish(execution_id: str) -> int:
-    """Send the messages of queued, unpublished steps; return how many were sent."""
+def publish(execution_id: str, *, sweeping: bool = False) -> int:
+    """Send the messages of queued, unpublished steps; return how many were sent.
+
+    ``sweeping``: only if the execution is running and nobody holds its row lock (a
+    start withdrawing it, a step advancing it); the lock is kept until marked."""
     with db.connection() as conn, conn.cursor() as cur:
+        if sweeping and not store.try_lock_running(cur, execution_id):
+            return 0
         messages = step_rows.lock_unpublished(cur, execution_id)
         for m in messages:
-            context = StepContext(execution_id, m.name, m.max_retries, m.retry_delay)
+            dispatch = uuid.uuid4().hex
+            context = StepContext(execution_id, m.name, m.max_retries, m.retry_delay, dispatch)
             limits = {}
             if m.timeout is not None:
                 limits = {"soft_time_limit": m.timeout, "time_limit": m.timeout + HARD_LIMIT_GRACE}
@@ -119,7 +158,9 @@ def begin_step(ctx: StepContext, task_id: str) -> Begin:
         step_status, step_task_id, result = step_rows.step_status(cur, ctx.execution_id, ctx.step)
         if step_status == "succeeded" and step_task_id == task_id:
             done = Begin("done", result=result)
-        elif status == "running" and step_rows.start_step(cur, ctx.execution_id, ctx.step, task_id):
+        elif status == "running" and step_rows.start_step(
+            cur, ctx.execution_id, ctx.step, task_id, ctx.dispatch
+        ):
             data, upstream = step_rows.inputs(cur, ctx.execution_id, ctx.step)
             return Begin("run", data, upstream)
         else:

@@ -2,7 +2,8 @@
 
 A queued step whose message is not on the broker yet has ``published_at IS NULL``;
 :func:`lock_unpublished` row-locks such steps (``FOR UPDATE SKIP LOCKED``) so two
-publishers never send the same step, and :func:`mark_published` closes them.
+publishers never send the same step, and :func:`mark_published` closes them;
+:func:`stale_unpublished` finds the executions the sweeper must publish (F17).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def lock_unpublished(cur: extensions.cursor, execution_id: str) -> list[Message]
     return [Message(*row) for row in cur.fetchall()]
 
 
+def stale_unpublished(cur: extensions.cursor, older_than: float, limit: int) -> list[str]:
+    """Executions with a step queued more than ``older_than`` seconds ago and still unpublished."""
+    cur.execute(
+        "SELECT DISTINCT execution_id::text FROM workflow_steps"
+        " WHERE status = 'queued' AND published_at IS NULL"
+        " AND queued_at < clock_timestamp() - make_interval(secs => %s) LIMIT %s",
+        (older_than, limit),
+    )
+    return [str(eid) for (eid,) in cur.fetchall()]
+
+
 def mark_published(cur: extensions.cursor, execution_id: str, names: Sequence[str]) -> None:
     cur.execute(
         "UPDATE workflow_steps SET published_at = clock_timestamp()"
@@ -62,14 +74,19 @@ def step_status(
     return str(row[0]), row[1], row[2]
 
 
-def start_step(cur: extensions.cursor, execution_id: str, name: str, task_id: str) -> bool:
-    """``queued``/``running`` -> ``running`` for this task id (a retry or redelivery re-enters)."""
+def start_step(
+    cur: extensions.cursor, execution_id: str, name: str, task_id: str, dispatch: str | None
+) -> bool:
+    """``queued`` -> ``running`` for this task id and ``dispatch``; ``running`` re-enters only
+    for the dispatch that started it (a retry, a redelivery), never for a second publish."""
     cur.execute(
         "UPDATE workflow_steps SET status = 'running', attempts = attempts + 1,"
-        " started_at = coalesce(started_at, clock_timestamp())"
-        " WHERE execution_id = %s AND name = %s AND task_id = %s"
-        " AND status IN ('queued', 'running')",
-        (execution_id, name, task_id),
+        " started_at = coalesce(started_at, clock_timestamp()),"
+        " running_dispatch = coalesce(%(dispatch)s::text, running_dispatch)"
+        " WHERE execution_id = %(id)s AND name = %(name)s AND task_id = %(task)s"
+        " AND (status = 'queued' OR (status = 'running' AND (%(dispatch)s::text IS NULL"
+        "      OR running_dispatch IS NULL OR running_dispatch = %(dispatch)s::text)))",
+        {"id": execution_id, "name": name, "task": task_id, "dispatch": dispatch},
     )
     return bool(cur.rowcount)
 

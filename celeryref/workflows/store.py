@@ -60,6 +60,30 @@ def lock_execution(cur: extensions.cursor, execution_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def try_lock_running(cur: extensions.cursor, execution_id: str) -> bool:
+    """Lock the execution row if it is running and nobody holds its lock (the sweeper)."""
+    cur.execute(
+        "SELECT 1 FROM workflow_executions WHERE id = %s AND status = 'running'"
+        " FOR UPDATE SKIP LOCKED",
+        (execution_id,),
+    )
+    return cur.fetchone() is not None
+
+
+def withdraw_unpublished(cur: extensions.cursor, execution_id: str) -> bool:
+    """Delete the execution (its steps cascade) unless a step's message was published;
+    ``False`` when one was (the sweeper got there first: the execution stands)."""
+    if lock_execution(cur, execution_id) is None:
+        return True
+    cur.execute(
+        "DELETE FROM workflow_executions e WHERE id = %s AND NOT EXISTS ("
+        " SELECT 1 FROM workflow_steps s WHERE s.execution_id = e.id"
+        " AND s.published_at IS NOT NULL)",
+        (execution_id,),
+    )
+    return bool(cur.rowcount)
+
+
 def queue_ready_steps(cur: extensions.cursor, execution_id: str) -> list[str]:
     """Move every pending step whose dependencies all succeeded to ``queued``; their names.
 

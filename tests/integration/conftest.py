@@ -223,7 +223,13 @@ def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
     logs = ROOT / "build" / "test-workers"
     logs.mkdir(parents=True, exist_ok=True)
 
-    def start(*queues: str, name: str = "proc", concurrency: int = 1) -> str:
+    def start(
+        *queues: str,
+        name: str = "proc",
+        concurrency: int = 1,
+        pool: str = "prefork",
+        env: dict[str, str] | None = None,
+    ) -> str:
         node = f"{name}@{socket.gethostname()}"
         log = (logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(
@@ -239,7 +245,7 @@ def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
                 "-n",
                 node,
                 "-P",
-                "prefork",
+                pool,
                 "-c",
                 str(concurrency),
                 "-I",
@@ -250,7 +256,7 @@ def worker_process(clean_state: None) -> Iterator[Callable[..., str]]:
                 "INFO",
             ],
             cwd=ROOT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -7,6 +7,7 @@ Their tables are created by :func:`create_tables`.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import OrderedDict
 from typing import Any
@@ -17,9 +18,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.control import control_command
 from kombu import Connection
 
-from celeryref.adapters import db
+from celeryref.adapters import db, redis_state
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
+from celeryref.reliability.dead_letters import unrecorded
 from celeryref.reliability.retry import RetryPolicy
 
 FAST_RETRIES = RetryPolicy(max_retries=2, base_delay=0.05, max_delay=0.2)
@@ -131,6 +133,17 @@ def hold(self: Any, label: str, seconds: float) -> dict[str, Any]:
 
 
 @app.task(
+    name="tests.support.slow_io", bind=True, idempotent=True, soft_time_limit=0.5, time_limit=1
+)
+def slow_io(self: Any, label: str, seconds: float) -> dict[str, Any]:
+    """Idempotent, ``time_limit=1`` (soft 0.5): one row, then ``seconds`` of blocking work that no
+    exception can interrupt (a thread cannot be killed)."""
+    runs = _insert_side_effect(label, self.request.id)
+    time.sleep(seconds)
+    return {"label": label, "runs": runs}
+
+
+@app.task(
     name="tests.support.hold_stock_request", bind=True, Request="celery.worker.request:Request"
 )
 def hold_stock_request(self: Any, label: str, seconds: float) -> dict[str, Any]:
@@ -165,6 +178,44 @@ def retry_unpublished(self: Any, label: str) -> dict[str, Any]:
 def retry_unpublished_stock(self: Any, label: str) -> dict[str, Any]:
     """:func:`retry_unpublished` on Celery's own task class (the control of finding F15)."""
     return _retry_through_unreachable_broker(self, label)
+
+
+@app.task(name="tests.support.invalid_input")
+def invalid_input(label: str) -> None:
+    """Fail for good (a permanent error): straight to the dead letters."""
+    raise InvalidArguments(f"{label} is invalid")
+
+
+def state_key(*parts: object) -> str:
+    """A key of the state Redis the tests' tasks use (runs, pids, releases)."""
+    return redis_state.key("test", *parts)
+
+
+@app.task(name="tests.support.invalid_while_stores_down", bind=True)
+def invalid_while_stores_down(self: Any, label: str) -> None:
+    """Fail for good on every run, counting runs in Redis (Postgres may be away). From
+    the second run on, first wait (up to 60 s) until the Redis fallback list is usable:
+    the test breaks it before the first run and repairs it once the second has begun."""
+    runs = int(redis_state.client().incr(state_key("runs", label)))
+    deadline = time.monotonic() + 60
+    while runs > 1 and redis_state.client().type(unrecorded.UNRECORDED_KEY) == b"string":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    raise InvalidArguments(f"{label} is invalid (run {runs})")
+
+
+@app.task(name="tests.support.hold_until_released", bind=True)
+def hold_until_released(self: Any, label: str) -> dict[str, Any]:
+    """One row per run and the pool process's pid in Redis, then hold (up to 120 s)
+    until the test sets the release key: a long task, stopped as the test likes."""
+    runs = _insert_side_effect(label, self.request.id)
+    client = redis_state.client()
+    client.rpush(state_key("pids", label), os.getpid())
+    deadline = time.monotonic() + 120
+    while not client.exists(state_key("release", label)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"label": label, "runs": runs}
 
 
 # -- worker-side hooks (registered in every worker that imports this module) ------------

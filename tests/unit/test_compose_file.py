@@ -135,3 +135,13 @@ def test_redis_is_password_protected_and_persistent(services: dict[str, Any]) ->
     assert '--requirepass "$$REDIS_PASSWORD"' in command
     assert "--appendonly yes" in command and "noeviction" in command
     assert services["redis"]["volumes"][0]["target"] == "/data"
+
+
+def test_redis_has_a_memory_limit_and_never_evicts(services: dict[str, Any]) -> None:
+    """F19: noeviction refuses writes only under a maxmemory; without one Redis grows
+    until the kernel kills it."""
+    command = " ".join(services["redis"]["command"])
+    limit = re.search(r'--maxmemory "?(\d+[kmg]b)"?(?:\s|$)', command)
+    assert limit is not None, command
+    assert limit.group(1) == "512mb"  # REDIS_MAXMEMORY's default
+    assert re.search(r"--maxmemory-policy noeviction(?:\s|$)", command), command

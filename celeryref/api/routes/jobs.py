@@ -22,13 +22,16 @@ router = APIRouter(prefix="/jobs", tags=["map-reduce jobs"])
     responses={422: {"model": Problem, "description": "unknown dataset/function, bad options"}},
 )
 def start_job(body: JobStart, request: Request) -> JobAccepted:
-    """Plan partitions, queue the map tasks and the reducing chord; poll ``status_url``."""
+    """Plan partitions, queue the map tasks and the reducing chord; poll ``status_url``.
+
+    With ``idempotency_key``, a repeat returns the first job (202, same body)."""
     job_id = jobs.start(
         body.dataset,
         body.function,
         body.options,
         partitions=body.partitions,
         partition_size=body.partition_size,
+        client_key=body.idempotency_key,
     )
     url = str(request.url_for("job_status", job_id=job_id))
     return JobAccepted(job_id=job_id, status_url=url)

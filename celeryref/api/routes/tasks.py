@@ -48,7 +48,10 @@ def list_catalog() -> list[CatalogEntry]:
     responses={422: {"model": Problem, "description": "unknown task or invalid arguments"}},
 )
 def submit_task(body: TaskSubmission, request: Request, response: Response) -> Accepted:
-    """Queue a task by its public name; poll ``status_url`` for progress and result."""
+    """Queue a task by its public name; poll ``status_url`` for progress and result.
+
+    With ``idempotency_key``, at most one task per key: a repeat returns the first task
+    id (202, same body), also while it runs; another request under the key is a 422."""
     result = submission.submit(
         celery, body.task, body.args, priority=body.priority, idempotency_key=body.idempotency_key
     )

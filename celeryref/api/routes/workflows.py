@@ -53,8 +53,10 @@ def _workflow(body: WorkflowStart) -> Workflow:
     responses={422: {"model": Problem, "description": "unknown workflow or invalid definition"}},
 )
 def start_workflow(body: WorkflowStart, request: Request) -> WorkflowAccepted:
-    """Start a registered workflow by name, or an ad-hoc definition; poll ``status_url``."""
-    execution_id = engine.start(_workflow(body), body.input)
+    """Start a registered workflow by name, or an ad-hoc definition; poll ``status_url``.
+
+    With ``idempotency_key``, a repeat returns the first execution (202, same body)."""
+    execution_id = engine.start(_workflow(body), body.input, client_key=body.idempotency_key)
     url = str(request.url_for("workflow_status", execution_id=execution_id))
     return WorkflowAccepted(execution_id=execution_id, status_url=url)
 

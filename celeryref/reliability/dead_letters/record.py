@@ -3,30 +3,43 @@
 :class:`celeryref.reliability.task_base.BaseTask` calls these when a failure is permanent, a
 transient one is out of retries, a message loops through redeliveries, or a hard
 time limit killed the process. Nothing is dropped on the way: when Postgres cannot
-take the entry it is kept in Redis (:data:`UNRECORDED_KEY`), and a failed alert is
-logged, never raised over the task's own error.
+take the entry it is kept in Redis (:data:`UNRECORDED_KEY`, drained into Postgres by
+:mod:`celeryref.reliability.dead_letters.unrecorded`); when Redis cannot take it either,
+:class:`NotStored` (carrying the task's own error) tells the caller to keep the message.
+A failed alert is logged, never raised over the task's own error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from celery import Task
 
 from celeryref import queues
-from celeryref.adapters import redis_state
 from celeryref.errors import Classification
 from celeryref.reliability import idempotency
 from celeryref.reliability.dead_letters import store as dead_letters
+from celeryref.reliability.dead_letters import unrecorded
 
 logger = logging.getLogger("celeryref.tasks")
 
 #: Task that delivers operator alerts (it must not alert about itself).
 NOTIFY_TASK = "celeryref.tasks.priority.notify_operators"
 #: Redis list holding dead letters that could not be written to Postgres.
-UNRECORDED_KEY = redis_state.key("dead_letters", "unrecorded")
+UNRECORDED_KEY = unrecorded.UNRECORDED_KEY
+
+
+class NotStored(Exception):
+    """Neither Postgres nor Redis took the dead letter of ``cause`` (the task's own error):
+    its message must not be acknowledged."""
+
+    def __init__(self, cause: BaseException, postgres: BaseException, redis: BaseException):
+        super().__init__(
+            f"dead letter of {type(cause).__name__}: {cause} not stored "
+            f"(Postgres: {postgres!r}; Redis: {redis!r})"
+        )
+        self.cause = cause
 
 
 def dead_letter(
@@ -38,7 +51,11 @@ def dead_letter(
     classification: Classification,
     task_id: str | None = None,
 ) -> None:
-    """Store the running request of ``task`` as a dead letter, then alert if it asks to."""
+    """Store the running request of ``task`` as a dead letter, then alert if it asks to.
+
+    Raises :class:`NotStored` when neither Postgres nor Redis took it (no alert then:
+    the message is kept and the dead letter tried again on its next delivery).
+    """
     request = task.request
     task_id = task_id or request.id
     delivery_info = getattr(request, "delivery_info", None) or {}
@@ -62,12 +79,27 @@ def dead_letter(
     try:
         entry_id: int | None = dead_letters.record(**fields)
         logger.error("task %s[%s] dead-lettered as #%s: %s", task.name, task_id, entry_id, exc)
-    except Exception:
+    except Exception as postgres_error:
         # Postgres unavailable: keep the entry in Redis rather than lose it.
         entry_id = None
-        logger.exception("dead-letter store unavailable; kept %s[%s] in Redis", task.name, task_id)
-        fields.update(exc=f"{type(exc).__name__}: {exc}", classification=classification.category)
-        redis_state.client().lpush(UNRECORDED_KEY, json.dumps(fields, default=str))
+        del fields["exc"], fields["classification"]
+        fields.update(
+            exception_type=type(exc).__name__,
+            exception=str(exc),
+            category=classification.category,
+            severity=classification.severity.name.lower(),
+        )
+        try:
+            unrecorded.keep(fields)
+        except Exception as redis_error:
+            raise NotStored(exc, postgres_error, redis_error) from exc
+        logger.error(
+            "dead-letter store unavailable (%r); kept %s[%s] in Redis: %s",
+            postgres_error,
+            task.name,
+            task_id,
+            exc,
+        )
     if getattr(task, "alert_on_dead_letter", True):
         body = f"{type(exc).__name__}: {exc}"
         alert(task, f"{task.name} dead-lettered", body, classification, entry_id, task_id)

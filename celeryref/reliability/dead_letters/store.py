@@ -9,11 +9,13 @@ entry (header ``replay_of``); an entry is replayed once unless forced.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from celery import Celery
+from psycopg2 import extensions
 from psycopg2.extras import Json, RealDictCursor
 
 from celeryref.adapters import db
@@ -77,10 +79,15 @@ def record(
     traceback: str | None,
     classification: Classification,
     retries: int,
+    conn: extensions.connection | None = None,
 ) -> int:
-    """Store one failed task; return the entry id."""
+    """Store one failed task; return the entry id. On ``conn`` when given (the caller
+    commits), else on a pooled connection."""
     replay_of = headers.get(REPLAY_HEADER)
-    with db.connection() as conn, conn.cursor() as cur:
+    borrowed: AbstractContextManager[extensions.connection] = (
+        nullcontext(conn) if conn is not None else db.connection()
+    )
+    with borrowed as c, c.cursor() as cur:
         cur.execute(
             "INSERT INTO dead_letters (task_id, task_name, queue, args, kwargs, headers,"
             " exception_type, exception, traceback, category, severity, retries, replay_of)"
@@ -102,6 +109,41 @@ def record(
                 replay_of if isinstance(replay_of, int) else None,
             ),
         )
+        (entry_id,) = db.fetch_one(cur)
+    return int(entry_id)
+
+
+def restore(key: str, entry: dict[str, Any]) -> int:
+    """Store one entry kept in Redis (:mod:`~celeryref.reliability.dead_letters.unrecorded`)
+    under ``key``; return its id. An entry stored before under ``key`` is not stored again."""
+    replay_of = (entry.get("headers") or {}).get(REPLAY_HEADER)
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO dead_letters (record_key, task_id, task_name, queue, args, kwargs,"
+            " headers, exception_type, exception, traceback, category, severity, retries,"
+            " failed_at, replay_of)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, COALESCE(%s, now()),"
+            "  (SELECT id FROM dead_letters WHERE id = %s))"
+            " ON CONFLICT (record_key) DO NOTHING",
+            (
+                key,
+                entry["task_id"],
+                entry["task_name"],
+                entry.get("queue"),
+                Json(list(entry.get("args") or [])),
+                Json(dict(entry.get("kwargs") or {})),
+                Json(entry.get("headers") or {}),
+                entry["exception_type"],
+                str(entry["exception"])[:4000],
+                entry.get("traceback"),
+                entry["category"],
+                entry["severity"],
+                int(entry.get("retries") or 0),
+                entry.get("failed_at"),
+                replay_of if isinstance(replay_of, int) else None,
+            ),
+        )
+        cur.execute("SELECT id FROM dead_letters WHERE record_key = %s", (key,))
         (entry_id,) = db.fetch_one(cur)
     return int(entry_id)
 

@@ -10,7 +10,8 @@ Failure: a map that fails for good marks the job failed at once (``on_failure``)
 so maps still queued skip their work; the chord then does not call the reducer
 but the body's errback :func:`record_job_failure`, which also covers a failing
 reducer. A map that runs again (retry, redelivery after its process was killed)
-replaces its partial, so nothing is counted twice.
+replaces its partial, so nothing is counted twice. A reducer sent again (the
+sweep's, :mod:`celeryref.mapreduce.recovery`, F17) finds its job final and returns.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def map_partition(
 def reduce_job(self: Any, partial_refs: list[dict[str, Any]], job_id: str) -> dict[str, Any]:
     """Chord body: combine the job's partials from Postgres and store the result."""
     job = store.get_job(job_id)
+    if job.status in (store.SUCCEEDED, store.FAILED):  # sent twice: the first one decided
+        logger.info("job %s is %s already: reducer not run again", job.id, job.status)
+        return {"job_id": job.id, "status": job.status, "items": job.items_total}
     reported = sorted(int(ref["partition"]) for ref in partial_refs or [])
     if reported != list(range(job.partitions_total)):
         raise PermanentError(f"job {job.id}: maps reported partitions {reported[:20]}")

@@ -1,4 +1,10 @@
-"""Tasks of the ``io_intensive`` queue: a thread pool with high concurrency."""
+"""Tasks of the ``io_intensive`` queue: a thread pool with high concurrency.
+
+Every network call here takes its timeouts from :func:`call_timeouts`: never longer
+than the time left before the task's soft limit, and refused once it has passed. A
+thread cannot be killed; this is how the pool's time limits reach the I/O (F24,
+:mod:`celeryref.upstream.thread_pool`).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from celeryref.adapters.http import (
 )
 from celeryref.celery_app import app
 from celeryref.errors import UpstreamUnavailable
+from celeryref.reliability import time_budget
 from celeryref.reliability.circuit_breaker import CircuitBreaker
 from celeryref.reliability.fallback import FallbackCache, call_with_fallback
 from celeryref.reliability.retry import RetryPolicy
@@ -24,11 +31,18 @@ from celeryref.reliability.retry import RetryPolicy
 NETWORK_POLICY = RetryPolicy(max_retries=5, base_delay=1.0, max_delay=60.0)
 
 
+def call_timeouts() -> tuple[float, float]:
+    """``(connect, read)`` seconds for one HTTP call: ``DEFAULT_TIMEOUT``, shortened to
+    the time left before the soft limit; ``SoftTimeLimitExceeded`` once it has passed."""
+    connect, read = DEFAULT_TIMEOUT
+    return time_budget.call_timeout(connect), time_budget.call_timeout(read)
+
+
 def fetch(url: str) -> dict[str, Any]:
     """GET ``url``; summarize the body. Connection errors and 5xx are transient."""
     check_url(url)
     try:
-        with requests.get(url, timeout=DEFAULT_TIMEOUT, stream=True) as response:
+        with requests.get(url, timeout=call_timeouts(), stream=True) as response:
             classify_response(response.status_code, url)
             body = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -51,7 +65,7 @@ def fetch_url(url: str) -> dict[str, Any]:
 @app.task(retry_policy=NETWORK_POLICY)
 def call_api(method: str, url: str, json: Any = None) -> dict[str, Any]:
     """One resilient HTTP call (timeouts always; 5xx/connection errors retried; 4xx not)."""
-    return resilient_api_call(method, url, json=json)
+    return resilient_api_call(method, url, json=json, timeout=call_timeouts())
 
 
 @app.task(retry_policy=NETWORK_POLICY)
@@ -62,5 +76,8 @@ def external_api_with_circuit_breaker(name: str, url: str) -> dict[str, Any]:
     """
     breaker = CircuitBreaker(name)
     cache = FallbackCache(name)
-    value, from_cache = call_with_fallback(breaker, lambda: resilient_api_call("GET", url), cache)
+    timeouts = call_timeouts()  # before the breaker: a spent budget is not an upstream failure
+    value, from_cache = call_with_fallback(
+        breaker, lambda: resilient_api_call("GET", url, timeout=timeouts), cache
+    )
     return {"response": value, "fallback": from_cache}

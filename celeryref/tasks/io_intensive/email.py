@@ -11,6 +11,7 @@ from celeryref.adapters import smtp
 from celeryref.celery_app import app
 from celeryref.domain import notifications as mail
 from celeryref.errors import InvalidArguments
+from celeryref.reliability import time_budget
 from celeryref.reliability.retry import RetryPolicy
 from celeryref.settings import settings
 from celeryref.workflows.step_task import StepTask, workflow_step
@@ -29,7 +30,9 @@ def deliver(task_id: str, recipients: Any, subject: Any, body: Any) -> dict[str,
         raise InvalidArguments("no SMTP server configured (SMTP_HOST)")
     message = smtp.build(config.sender, to, subject, body)
     try:
-        smtp.send(message, config.smtp_host, config.smtp_port)
+        smtp.send(
+            message, config.smtp_host, config.smtp_port, time_budget.call_timeout(smtp.TIMEOUT)
+        )
     except Exception as exc:
         mail.log(task_id, config.sender, to, subject, f"{type(exc).__name__}: {exc}")
         raise

@@ -20,13 +20,13 @@ from celery import chain, chord
 from celery.canvas import Signature
 
 from celeryref.adapters import blobs
-from celeryref.adapters.http import DEFAULT_TIMEOUT, check_url, classify_response
+from celeryref.adapters.http import check_url, classify_response
 from celeryref.celery_app import app
 from celeryref.domain import imaging
 from celeryref.errors import InvalidArguments, UpstreamUnavailable
 from celeryref.settings import settings
 from celeryref.tasks.cpu_intensive.images import resize_image
-from celeryref.tasks.io_intensive import NETWORK_POLICY
+from celeryref.tasks.io_intensive import NETWORK_POLICY, call_timeouts
 from celeryref.tasks.io_intensive.email import deliver
 
 #: Most URLs of one pipeline.
@@ -44,7 +44,7 @@ def download_image(url: str) -> dict[str, Any]:
     is checked here (format, decompression bomb) so a bad URL fails before any resize."""
     check_url(url)
     try:
-        with requests.get(url, timeout=DEFAULT_TIMEOUT, stream=True) as response:
+        with requests.get(url, timeout=call_timeouts(), stream=True) as response:
             classify_response(response.status_code, url)
             data = response.raw.read(blobs.MAX_BLOB_BYTES + 1, decode_content=True)
     except (requests.ConnectionError, requests.Timeout) as exc:

@@ -1,0 +1,225 @@
+"""F9 against the real Redis broker: the reply that carries a message to a consumer is cut
+on its way (a connection cut, a container killed), with a control on kombu's own channel
+(when the control fails, kombu closed the window upstream and our pop can go).
+
+A small TCP proxy sits between the consumer and the tier's Redis. It forwards every byte
+both ways until a reply from Redis carries the message under test; that reply is dropped
+and both sockets are closed. Redis has then run the command that hands the message over,
+and the consumer never sees it: what is left in Redis is all there is."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+from kombu.transport import redis as kombu_redis
+
+from celeryref.celery_app import app
+from celeryref.settings import settings
+from celeryref.upstream import redis_channel
+
+
+class CuttingProxy:
+    """A TCP proxy to ``upstream`` that cuts the connection whose reply carries ``marker``."""
+
+    def __init__(self, upstream: tuple[str, int], marker: bytes) -> None:
+        self.upstream = upstream
+        self.marker = marker
+        #: Set once a reply carrying :attr:`marker` was dropped and its connection cut.
+        self.cut = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._sockets: list[socket.socket] = [self._listener]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self.upstream)
+            self._sockets += [client, server]
+            for source, sink, scan in ((client, server, False), (server, client, True)):
+                thread = threading.Thread(
+                    target=self._pump, args=(source, sink, scan, client, server), daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        scan: bool,
+        *pair: socket.socket,
+    ) -> None:
+        tail = b""
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            seen = tail + data
+            if scan and self.marker in seen:  # drop this reply, cut both sides
+                self.cut.set()
+                _cut(*pair)
+                return
+            if not data:
+                _cut(*pair)
+                return
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+            tail = seen[-len(self.marker) :]
+
+    def close(self) -> None:
+        _cut(*self._sockets)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _cut(*sockets: socket.socket) -> None:
+    """Close ``sockets`` now: a peer sees the end at once, a thread reading one returns."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):  # not connected, or closed already
+            sock.shutdown(socket.SHUT_RDWR)  # close() alone waits for a reading thread
+        sock.close()
+
+
+@pytest.fixture
+def queue(clean_state: None) -> Iterator[Queue]:
+    """A queue of its own on the tier's Redis; its keys and unacked entries removed after."""
+    name = f"f9-{uuid.uuid4().hex[:8]}"
+    yield Queue(name, Exchange(name, type="direct"), routing_key=name)
+    client = redis.Redis.from_url(settings.broker_url)
+    client.delete(*(key for key in client.scan_iter(f"{name}*")), f"_kombu.binding.{name}")
+
+
+def publish_one(queue: Queue, marker: str) -> None:
+    """One message on ``queue`` whose headers carry ``marker``, through a direct connection."""
+    with Connection(settings.broker_url, transport_options=_options()) as connection:
+        channel = connection.default_channel
+        queue(channel).declare()
+        Producer(channel).publish(
+            {"n": 1},
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            headers={"f9": marker},
+        )
+
+
+def _options() -> dict[str, Any]:
+    return dict(app.conf.broker_transport_options)
+
+
+def consume_through(proxy: CuttingProxy, queue: Queue) -> tuple[list[Any], BaseException]:
+    """Consume ``queue`` through ``proxy`` as a worker does (``drain_events``) until the
+    connection is cut. Returns the messages delivered and the error the consumer saw."""
+    url = urlsplit(settings.broker_url)
+    credentials = url.netloc.rpartition("@")[0]
+    proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    received: list[Any] = []
+    connection = Connection(proxied, transport_options=_options())
+    try:
+        channel = connection.default_channel
+        channel.basic_consume(queue.name, False, received.append, "f9-test")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=1)
+            except TimeoutError:  # socket.timeout: nothing yet
+                continue
+            except connection.connection_errors as exc:
+                assert proxy.cut.is_set(), f"failed before the cut: {exc!r}"
+                return received, exc
+        pytest.fail("the proxy never saw the message in a reply")
+    finally:
+        connection.collect()  # the cut one, without talking to Redis
+
+
+def where_is(marker: str, queue: Queue) -> dict[str, list[str]]:
+    """Every key of the tier's Redis holding the message marked ``marker``: queue lists
+    and the ``unacked`` hash (the visibility-timeout sweep's source)."""
+    client = redis.Redis.from_url(settings.broker_url)
+    found: dict[str, list[str]] = {}
+    for key in client.scan_iter(f"{queue.name}*"):
+        if client.type(key) == b"list":
+            hits = [raw for raw in client.lrange(key, 0, -1) if marker.encode() in raw]
+            if hits:
+                found[key.decode()] = [raw.decode() for raw in hits]
+    unacked = [raw for raw in client.hvals("unacked") if marker.encode() in raw]
+    if unacked:
+        found["unacked"] = [raw.decode() for raw in unacked]
+    return found
+
+
+def cut_inside_the_window(queue: Queue) -> tuple[str, list[Any], BaseException]:
+    """Publish one message, consume it through a proxy that cuts the reply carrying it.
+    Returns its marker, what the consumer received, and the error it saw."""
+    marker = uuid.uuid4().hex
+    publish_one(queue, marker)
+    assert list(where_is(marker, queue)) == [queue.name]
+    proxy = CuttingProxy((urlsplit(settings.broker_url).hostname or "", _port()), marker.encode())
+    try:
+        received, error = consume_through(proxy, queue)
+    finally:
+        proxy.close()
+    return marker, received, error
+
+
+def _port() -> int:
+    return urlsplit(settings.broker_url).port or 6379
+
+
+def test_kombus_own_channel_loses_the_message_there(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control (F9): with kombu's channel the ``BRPOP`` reply carrying the message is cut: the
+    consumer never gets it, and it is in no queue and not in ``unacked``, so no sweep can
+    bring it back. When this fails, kombu closed the window upstream."""
+    monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
+    marker, received, error = cut_inside_the_window(queue)
+    assert received == []
+    assert isinstance(error, redis.exceptions.ConnectionError), error
+    assert where_is(marker, queue) == {}
+
+
+def test_the_same_cut_leaves_the_message_in_unacked_for_the_sweep(queue: Queue) -> None:
+    """F9: with the installed channel the pop records the message as unacked in the same
+    command, so the same cut leaves it in ``unacked``; the visibility-timeout sweep puts it
+    back on its queue, and the next consumer gets it, marked redelivered."""
+    assert kombu_redis.Transport.Channel is redis_channel.Channel
+    redis.Redis.from_url(settings.broker_url).script_flush()  # as after a restart: reloaded
+    marker, received, error = cut_inside_the_window(queue)
+    assert received == []
+    assert isinstance(error, redis.exceptions.ConnectionError), error
+    (record,) = where_is(marker, queue)["unacked"]
+    payload, exchange, routing_key = json.loads(record)
+    assert (payload["headers"]["f9"], exchange, routing_key) == (marker, queue.name, queue.name)
+
+    swept = {**_options(), "visibility_timeout": 0}  # the sweep, without waiting an hour
+    with Connection(settings.broker_url, transport_options=swept) as connection:
+        connection.default_channel.qos.restore_visible(num=100, interval=1)
+    assert list(where_is(marker, queue)) == [queue.name]
+    with Connection(settings.broker_url, transport_options=_options()) as connection:
+        message = connection.default_channel.basic_get(queue.name, no_ack=False)
+        assert message is not None
+        assert (message.headers["f9"], message.delivery_info["redelivered"]) == (marker, True)
+        message.ack()
+    assert where_is(marker, queue) == {}
