@@ -8,6 +8,9 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
+# The code in /srv is importable before Celery loads the app: `--pool custom` imports
+# CELERY_CUSTOM_WORKER_POOL first, from the `celery` script in /opt/venv/bin (F24).
+ENV PYTHONPATH=/srv
 
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
