@@ -31,8 +31,10 @@ from tests.stack.faults_support import (
 
 __all__ = ["faults"]
 
-#: A countdown the fault stack's delivery guard refuses (visibility timeout - 60 s < this).
+#: A countdown the fault stack cannot hold in Redis (delay + time limit + 60 s > visibility).
 TOO_LONG = VISIBILITY_TIMEOUT + 60
+#: The backoff of the drill retry_past_visibility (visibility - 60 s + 15 s).
+PAST_VISIBILITY_SECONDS = VISIBILITY_TIMEOUT - 60 + 15
 
 
 def python_in_app(stack: FaultStack, code: str) -> subprocess.CompletedProcess[str]:
@@ -46,18 +48,29 @@ def python_in_app(stack: FaultStack, code: str) -> subprocess.CompletedProcess[s
 # -- 6. a delay longer than the visibility timeout -------------------------------------
 
 
-def test_a_countdown_beyond_the_visibility_timeout_is_refused_at_enqueue(
+def deferred(faults: FaultStack, task_id: str) -> list[tuple[Any, ...]]:
+    """(published, error) of ``task_id``'s rows in ``deferred_tasks`` (F23)."""
+    return faults.sql(
+        "SELECT published_at IS NOT NULL, error FROM deferred_tasks WHERE task_id = %s",
+        (task_id,),
+    )
+
+
+def test_a_countdown_beyond_the_visibility_timeout_is_held_in_postgres_not_redis(
     faults: FaultStack,
 ) -> None:
     """In the app container: apply_async with a countdown the broker cannot hold (Redis would
-    redeliver it while a worker waits for its ETA) raises InvalidArguments before anything is
-    sent; a countdown inside the limit is accepted."""
-    refused = python_in_app(
+    redeliver it while a worker waits for its ETA) is kept in ``deferred_tasks`` (F23), not
+    published; a countdown inside the bound is published and runs."""
+    held = python_in_app(
         faults,
-        f"from celeryref.tasks.default import add\nadd.apply_async((1, 2), countdown={TOO_LONG})",
+        "from celeryref.tasks.default import add\n"
+        f"print(add.apply_async((1, 2), countdown={TOO_LONG}).id)",
     )
-    assert refused.returncode != 0
-    assert "InvalidArguments" in refused.stderr and "visibility timeout" in refused.stderr
+    assert held.returncode == 0, held.stderr
+    task_id = held.stdout.strip().splitlines()[-1]
+    assert deferred(faults, task_id) == [(False, None)]
+    assert task_id not in faults.queued_task_ids("default") | faults.unacked_task_ids()
 
     accepted = python_in_app(
         faults,
@@ -65,39 +78,38 @@ def test_a_countdown_beyond_the_visibility_timeout_is_refused_at_enqueue(
         "print(add.apply_async((1, 2), countdown=2).get(timeout=60))",
     )
     assert accepted.returncode == 0, accepted.stderr
-    assert accepted.stdout.strip() == "3"
+    assert accepted.stdout.strip().splitlines()[-1] == "3"
 
 
-def test_send_task_with_a_countdown_beyond_the_visibility_timeout_is_refused_too(
+def test_send_task_with_a_countdown_beyond_the_visibility_timeout_is_held_too(
     faults: FaultStack,
 ) -> None:
-    """In the app container: app.send_task by name with the same countdown is refused too."""
+    """In the app container: app.send_task by name with the same countdown is held too."""
     run = python_in_app(
         faults,
         "from celeryref.celery_app import app\n"
-        "r = app.send_task('celeryref.tasks.default.add', (1, 2), "
-        f"countdown={TOO_LONG}, expires={TOO_LONG + 5})\n"
-        "app.control.revoke(r.id)\n"
-        "print(r.id)",
+        f"print(app.send_task('celeryref.tasks.default.add', (1, 2), countdown={TOO_LONG}).id)",
     )
-    assert run.returncode != 0, f"accepted as {run.stdout.strip()}"
-    assert "visibility timeout" in run.stderr
+    assert run.returncode == 0, run.stderr
+    task_id = run.stdout.strip().splitlines()[-1]
+    assert deferred(faults, task_id) == [(False, None)]
 
 
-def test_a_retry_the_broker_cannot_hold_is_dead_lettered_not_dropped(faults: FaultStack) -> None:
+def test_a_retry_the_broker_cannot_hold_is_deferred_then_runs(faults: FaultStack) -> None:
     """retry_past_visibility asks for one retry with a backoff beyond the visibility margin:
-    the task must end in the dead-letter store (or be retried), never vanish."""
+    the retry is held in Postgres and published by the sweep when due (F23), never
+    dropped."""
     key = new_key("retry-past-visibility")
     result = faults.send("retry_past_visibility", key)
+    wait_for(lambda: deferred(faults, result.id), 60, "the retry held in deferred_tasks")
     state = wait_for(
-        lambda: st if (st := faults.state(result.id)) not in ("PENDING", "STARTED") else None,
-        60,
-        "the retry decision",
+        lambda: st if (st := faults.state(result.id)) in ("SUCCESS", "FAILURE") else None,
+        PAST_VISIBILITY_SECONDS + 120,
+        "the deferred retry to run",
     )
     if state == "FAILURE":
         assert faults.dead_letters(result.id), "FAILURE without a dead letter: dropped"
-    else:
-        assert result.id in faults.queued_task_ids("default") | faults.unacked_task_ids()
+    assert deferred(faults, result.id)[0][0] is True
 
 
 # -- 12. a chord whose header fails -----------------------------------------------------
