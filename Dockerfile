@@ -14,7 +14,10 @@ ENV PYTHONPATH=/srv
 
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-compile --require-hashes -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# Bytecode compiled at build time (pip's default): with PYTHONDONTWRITEBYTECODE and a
+# read-only root, every process (each healthcheck run too) would otherwise compile
+# Celery, kombu and the app from source at start (issue 15).
+RUN pip install --require-hashes -r /tmp/requirements.txt && rm /tmp/requirements.txt
 
 # Non-root user with a fixed uid, owning the only writable paths (volumes).
 RUN groupadd --system --gid 10001 celeryref \
@@ -28,6 +31,7 @@ COPY celeryref ./celeryref
 # them (the bench and fault-suite overrides); production workers never register them.
 COPY bench ./bench
 COPY devtools ./devtools
+RUN python -m compileall -q -j 0 celeryref bench devtools
 USER celeryref
 
 # Each compose service sets its own `command:` (exec form: the process gets SIGTERM).

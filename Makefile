@@ -25,7 +25,7 @@ endif
 REGISTRY_HINT := echo "make: if the error above is a registry or DNS error, run 'make offline-images' once; every target then uses the stand-ins" >&2; exit 1
 
 .DEFAULT_GOAL := help
-.PHONY: help up down clean logs ps scale demo queues test test-unit test-integration \
+.PHONY: help up up-prod down-prod down clean logs ps scale demo queues test test-unit test-integration \
         test-stack test-faults bench bench-mapreduce lint format offline-images venv lock
 
 help: ## List the targets
@@ -34,6 +34,21 @@ help: ## List the targets
 
 up: ## Build and start the whole deployment, wait until healthy
 	$(COMPOSE) up -d --build --wait || { $(REGISTRY_HINT); }
+
+# The production profile (compose.prod.yml), as its own project with its own volumes
+# (Postgres creates its roles on a fresh volume): missing secrets are generated in
+# SECRETS_DIR; base images are pinned when docker/prod/images.env exists (scripts/pin-images.sh).
+SECRETS_DIR  ?= ./secrets
+PROD_PROJECT ?= celeryref-prod
+PROD_IMAGES  := $(if $(filter 1,$(OFFLINE)),,$(wildcard docker/prod/images.env))
+PROD_COMPOSE  = SECRETS_DIR=$(SECRETS_DIR) $(COMPOSE) -p $(PROD_PROJECT) -f docker-compose.yml -f compose.prod.yml
+up-prod: ## Start the production profile (hardened, least privilege, secrets in SECRETS_DIR)
+	bash scripts/prod-secrets.sh $(SECRETS_DIR)
+	$(if $(PROD_IMAGES),set -a && . ./$(PROD_IMAGES) && set +a &&) \
+	  $(PROD_COMPOSE) up -d --build --wait || { $(REGISTRY_HINT); }
+
+down-prod: ## Stop and remove the production profile's containers (volumes are kept)
+	$(PROD_COMPOSE) down
 
 down: ## Stop and remove the containers (volumes are kept)
 	$(COMPOSE) down

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         sides.deployment(app, redis.Redis.from_url(settings.broker_url)),
         sides.plain_defaults(base_app, redis.Redis.from_url(base_app.conf.broker_url)),
         sizes,
+        pg_dsn=settings.database_dsn,
     )
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)
     if not args.reuse_stack:

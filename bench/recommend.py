@@ -1,4 +1,4 @@
-"""Targets of issue 8 checked against one run's results, and the recommendations
+"""Targets of issues 8 and 15 checked against one run's results, and the recommendations
 derived from them (rendered into ``docs/BENCHMARKS.md``)."""
 
 from __future__ import annotations
@@ -42,6 +42,46 @@ def targets(results: Results) -> list[dict[str, Any]]:
             {"target": f"chord/chunks overhead per task reported ({size} headers)",
              "measured": choice, "met": True}
         )  # fmt: skip
+    return out + speed_targets(results)
+
+
+def _ratio(target: str, value: float, other: float, unit: str, floor: float) -> dict[str, Any]:
+    ratio = value / other if other else 0.0
+    return {"target": target, "measured": f"{ratio:.2f}x ({value:g}{unit} vs {other:g}{unit})",
+            "met": ratio >= floor}  # fmt: skip
+
+
+def speed_targets(results: Results) -> list[dict[str, Any]]:
+    """Issue 15's targets: ratios against plain Celery defaults within this run."""
+    out: list[dict[str, Any]] = []
+    costs = results.get("costs", [])
+    dep, base = _row(costs, service="worker"), _row(costs, side="baseline")
+    if dep and base:
+        out.append(_ratio("short tasks with results, end to end >= 1.0x plain (as shipped)",
+                          dep["tasks_per_s"], base["tasks_per_s"], "/s", 1.0))  # fmt: skip
+    chords = [r for r in results.get("fanout", []) if r["kind"] == "chord" and r["headers"] == 1000]
+    dep, base = _row(chords, side="deployment"), _row(chords, side="baseline")
+    if dep and base:
+        out.append(_ratio("chord of 1,000 to its body >= 1.0x plain (time ratio plain/ours)",
+                          base["body_start_s"], dep["body_start_s"], " s", 1.0))  # fmt: skip
+    trips = results.get("roundtrip", [])
+    dep, base = _row(trips, side="deployment", load="serial"), _row(trips, side="baseline")
+    if dep and base:
+        extra = dep["p50_ms"] - base["p50_ms"]
+        out.append({"target": "delay().get() p50 <= plain + 1 ms",
+                    "measured": f"+{extra:.2f} ms ({dep['p50_ms']} vs {base['p50_ms']} ms)",
+                    "met": extra <= 1.0})  # fmt: skip
+    profiles = results.get("profiles", [])
+    base = _row(profiles, profile="baseline")
+    best = max((r for r in profiles if r is not base), key=lambda r: r["tasks_per_s"], default=None)
+    if best and base:
+        out.append(_ratio(f"short-task profile >= 2.0x plain ({best['profile']})",
+                          best["tasks_per_s"], base["tasks_per_s"], "/s", 2.0))  # fmt: skip
+    one = _row(results.get("scaling", []), containers=1)
+    if one and one.get("cpu_physical_limit_per_s"):
+        limit = one["cpu_physical_limit_per_s"]
+        out.append(_ratio("CPU tasks on worker-cpu >= 0.9x N single processes (N = cores)",
+                          one["cpu_tasks_per_s"], limit, "/s", 0.9))  # fmt: skip
     return out
 
 

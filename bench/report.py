@@ -21,6 +21,8 @@ TITLES = {
     "hol": "4. Head-of-line mix: short-task waits and idle workers (baseline worker variants)",
     "fanout": "5. Fan-out/fan-in: chord vs chunks (time from send to body start)",
     "scaling": "6. Scaling: deployment with 1, 2, 3 worker containers",
+    "costs": "7. Short tasks with results, end to end, and their cost per task (issue 15)",
+    "profiles": "8. Short-task worker profiles: a backlog of tasks with results drained",
 }
 
 
@@ -154,6 +156,8 @@ def plot(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
         ),
         "fanout": (("headers", "side", "kind"), "per_task_ms", "ms per header task", False),
         "scaling": (("containers",), "noop_drain_per_s", "no-op drain/s by containers", False),
+        "costs": (("side", "service"), "tasks_per_s", "short tasks with results/s", False),
+        "profiles": (("profile",), "tasks_per_s", "backlog with results drained/s", False),
     }
     written = []
     for name, rows in results.items():

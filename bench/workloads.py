@@ -1,4 +1,4 @@
-"""The six workloads of issue 8. Each returns a list of rows (dicts) for the report.
+"""The workloads of issues 8 and 15. Each returns a list of rows (dicts) for the report.
 
 Times: ``time.perf_counter()`` for intervals measured by this process; task
 timestamps are ``time.time()`` seconds taken inside the task (one host clock), so
@@ -11,6 +11,7 @@ Longer than 250 lines: six workloads of 40-60 lines each, run by one loop in
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 from celery import chord, group
 from celery.canvas import chunks
 
-from bench import sides, stats
+from bench import costs, sides, stats
 from bench.sides import Side
 from bench.stack import BenchStack
 from devtools.harness import PeakSampler
@@ -52,12 +53,14 @@ class Sizes:
     scale_counts: tuple[int, ...] = (1, 2, 3)
     scale_noop_tasks: int = 20_000
     scale_cpu_tasks: int = 400
+    #: Short tasks with results per side in the cost breakdown.
+    cost_tasks: int = 5_000
 
 
 QUICK = Sizes(
     noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
     cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
-    chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40,
+    chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40, cost_tasks=500,
 )  # fmt: skip
 
 #: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
@@ -65,7 +68,7 @@ QUICK = Sizes(
 MEDIUM = Sizes(
     noop_tasks=5_000, serial_calls=300, capacity_tasks=1_000, open_loop_seconds=10.0,
     cpu_backlog=2_000, pings=30, hol_long=100, hol_short=100, hol_scale=0.1,
-    chord_sizes=(1_000,), scale_noop_tasks=2_000, scale_cpu_tasks=200,
+    chord_sizes=(1_000,), scale_noop_tasks=2_000, scale_cpu_tasks=200, cost_tasks=2_000,
 )  # fmt: skip
 
 
@@ -77,6 +80,8 @@ class Bench:
     deployment: Side
     baseline: Side
     sizes: Sizes
+    #: Postgres DSN of the deployment (its transactions per task); ``None`` skips them.
+    pg_dsn: str | None = None
 
     @property
     def sides(self) -> tuple[Side, Side]:
@@ -328,11 +333,103 @@ def scaling(b: Bench) -> list[Row]:
                     "noop_drain_per_s": noop["drain_per_s"],
                     "cpu_processes": b.stack.concurrency(cpu_workers),
                     "cpu_tasks_per_s": round(z.scale_cpu_tasks / (last - sent), 1),
+                    # The physical limit: every core running burn_cpu back to back.
+                    "cpu_physical_limit_per_s": round((os.cpu_count() or 1) * 1000 / z.cpu_ms, 1),
                 }
             )
     finally:
         b.stack.scale_service("worker", 1)
         b.stack.scale_service("worker-cpu", 1)
+    return rows
+
+
+def _send_and_join(app: Any, name: str, count: int, args: list[Any]) -> None:
+    """Send ``count`` tasks ``name`` on one connection and wait for every result."""
+    with app.producer_or_acquire() as producer:
+        sent = [app.send_task(name, args=args, producer=producer) for _ in range(count)]
+    app.ResultSet(sent).join_native(timeout=600, propagate=True)
+
+
+def task_costs(b: Bench) -> list[Row]:
+    """7. Short tasks with results, end to end: rate and costs per task (issue 15)."""
+    rows: list[Row] = []
+    runs = [
+        (b.deployment, "default", sides.STAMP, [0]),
+        (b.deployment, "priority", sides.PING, []),
+        (b.deployment, "cpu", sides.BURN, [0]),
+        (b.baseline, "default", sides.STAMP, [0]),
+    ]
+    for side, role, name, args in runs:
+        service = side.service(role)
+        b.stack.wait_workers(service, 1)
+        _send_and_join(side.app, name, 50, args)  # warm: pool processes up, connections open
+        row = costs.measure(
+            redis=side.redis,
+            container=f"{b.stack.project}-{service}-1",
+            run=partial(_send_and_join, side.app, name, args=args),
+            tasks=b.sizes.cost_tasks,
+            pg_dsn=b.pg_dsn,
+        )
+        rows.append({"side": side.label, "service": service, **row})
+    base = rows[-1]["tasks_per_s"]
+    for row in rows:
+        row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)
+    return rows
+
+
+#: Short-task worker profiles tried on ``default`` (service worker-tuned): label -> env.
+PROFILES: dict[str, dict[str, str]] = {
+    f"{pool} x{n}, prefetch {prefetch}": {
+        "TUNED_POOL": "custom" if pool == "threads" else pool,
+        "TUNED_CONCURRENCY": str(n),
+        "TUNED_PREFETCH": str(prefetch),
+    }
+    for pool, n, prefetch in (
+        ("prefork", 2, 1),
+        ("prefork", 2, 8),
+        ("prefork", 4, 4),
+        ("threads", 8, 4),
+        ("threads", 16, 4),
+    )
+}
+
+
+def _drain_results(b: Bench, side: Side, queue: str, workers: list[str], count: int) -> Row:
+    """Pause ``workers``, pre-load ``count`` short tasks with results, resume; time until
+    the last result is stored."""
+    b.stack.pause(queue, workers)
+    sides.wait_drained(side.redis, [queue], timeout=600)
+    with side.app.producer_or_acquire() as producer:
+        sent = [side.app.send_task(sides.STAMP, args=[0], producer=producer) for _ in range(count)]
+    resumed = time.perf_counter()
+    b.stack.resume(queue, workers)
+    side.app.ResultSet(sent).join_native(timeout=3600, propagate=True)
+    return {"tasks": count, "tasks_per_s": round(count / (time.perf_counter() - resumed))}
+
+
+def profiles(b: Bench) -> list[Row]:
+    """8. Short tasks with results drained from a backlog: worker profiles (issue 15)."""
+    n = b.sizes.cost_tasks
+    service, queue = b.baseline.roles["default"]
+    rows = [
+        {"profile": "baseline: plain Celery defaults",
+         **_drain_results(b, b.baseline, queue, b.stack.wait_workers(service, 1), n)},
+    ]  # fmt: skip
+    service, queue = b.deployment.roles["default"]
+    deployed = b.stack.wait_workers(service, 1)
+    rows.append({"profile": "deployment as shipped (worker)",
+                 **_drain_results(b, b.deployment, queue, deployed, n)})  # fmt: skip
+    b.stack.pause(queue, deployed)
+    try:
+        for label, env in PROFILES.items():
+            tuned = b.stack.restart_with("worker-tuned", env, profile="bench-tuned")
+            rows.append({"profile": label, **_drain_results(b, b.deployment, queue, [tuned], n)})
+    finally:
+        b.stack.stop("worker-tuned")
+        b.stack.resume(queue, deployed)
+    base = rows[0]["tasks_per_s"]
+    for row in rows:
+        row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)
     return rows
 
 
@@ -344,4 +441,6 @@ WORKLOADS: dict[str, Callable[[Bench], list[Row]]] = {
     "hol": head_of_line,
     "fanout": fan_out,
     "scaling": scaling,
+    "costs": task_costs,
+    "profiles": profiles,
 }

@@ -12,6 +12,8 @@
           |                        dead-lettered at once (celeryref.reliability.dead_letters.store)
           +-- BadRequestUpstream       a dependency answered 4xx to what we sent
           +-- InvalidArguments         the task was called with arguments it cannot use
+          |    +-- EgressRefused           a URL the egress policy refuses (an internal
+          |                                address or service: celeryref.adapters.egress)
           +-- NotFound                 the id asked about names nothing (task, dead letter,
                                        execution, job): 404 from the API (one handler in
                                        celeryref.api.main), non-zero exit from the CLIs;
@@ -38,6 +40,7 @@ import kombu.exceptions
 import psycopg2
 import redis
 import requests
+import urllib3
 from celery.exceptions import BackendError, SoftTimeLimitExceeded, TimeLimitExceeded
 
 
@@ -86,6 +89,23 @@ class InvalidArguments(PermanentError):
     """The task's arguments are unusable (wrong type, out of range, missing)."""
 
 
+class EgressRefused(InvalidArguments):
+    """The egress policy refuses to connect to ``host``, for ``reason``
+    (:mod:`celeryref.adapters.egress`)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        # args stay (host, reason) so the JSON result backend can rebuild it.
+        super().__init__(host, reason)
+        self.host = host
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"egress to {self.host!r} refused: {self.reason} "
+            "(EGRESS_ALLOWED_HOSTS lists the hosts a deployment calls)"
+        )
+
+
 class NotFound(PermanentError, LookupError):
     """The id asked about names nothing: no such task, dead letter, execution or job.
 
@@ -126,12 +146,16 @@ RULES: tuple[tuple[type[BaseException], Classification], ...] = tuple(
         (DatabaseUnavailable, _T, Severity.HIGH, "database_unavailable"),
         (TransientError, _T, Severity.MEDIUM, "transient"),
         (BadRequestUpstream, _P, Severity.MEDIUM, "upstream_bad_request"),
+        (EgressRefused, _P, Severity.MEDIUM, "egress_refused"),
         (InvalidArguments, _P, Severity.MEDIUM, "invalid_arguments"),
         (NotFound, _P, Severity.MEDIUM, "not_found"),
         (PermanentError, _P, Severity.HIGH, "permanent"),
         # libraries (an HTTPError with a retryable status is handled before this table)
         (requests.exceptions.SSLError, _P, Severity.HIGH, "upstream_tls"),  # no self-healing
         (requests.exceptions.ChunkedEncodingError, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (requests.exceptions.ContentDecodingError, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (urllib3.exceptions.ProtocolError, _T, Severity.MEDIUM, "upstream_unavailable"),
+        (urllib3.exceptions.ReadTimeoutError, _T, Severity.MEDIUM, "upstream_timeout"),
         (requests.ConnectionError, _T, Severity.MEDIUM, "upstream_unavailable"),
         (requests.Timeout, _T, Severity.MEDIUM, "upstream_timeout"),
         (requests.HTTPError, _P, Severity.MEDIUM, "upstream_http_error"),

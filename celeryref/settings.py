@@ -15,9 +15,12 @@ JSON-decoded. Secrets are ``SecretStr``: a repr, a log line or an error shows
 unwrap them.
 
 Outside development (``APP_ENV`` other than ``development``/``test``) placeholder
-secrets are refused at start-up, so a production stack can never run on the
-passwords committed in ``.env``. Every refusal is a :class:`SettingsError` that names
-the environment variable.
+and short secrets are refused at start-up, so a production stack can never run on the
+passwords committed in ``.env``; a secret a process is not given is empty there, never
+the development placeholder. Each secret may instead be read from the file named by
+``<VARIABLE>_FILE`` (a Compose secret under ``/run/secrets``; the postgres image's
+convention), so it never shows in the container's environment. Every refusal is a
+:class:`SettingsError` that names the environment variable.
 
 Longer than 250 lines: it is the one list of every setting, each with its unit and
 reason; split up, the settings would need a second list to find them.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Self
 from urllib.parse import quote
 
@@ -47,8 +51,17 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Setting
 
 from celeryref import queues
 
-#: Values that mark a secret as "not chosen yet"; refused outside development.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "password", "secret"})
+#: Words that mark a secret as "not chosen yet" (``.env``'s values among them); a secret
+#: containing one is refused outside development.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "changethis", "password", "secret", "example"}
+)
+#: Shortest secret accepted outside development (characters); the API token is
+#: guessed over the network, so it needs more.
+MIN_SECRET_LENGTH = 16
+MIN_API_TOKEN_LENGTH = 24
+#: Secrets that may be read from the file named by ``<VARIABLE>_FILE`` instead.
+SECRET_VARIABLES = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "FLOWER_BASIC_AUTH")
 
 #: Seconds kept free below ``BROKER_VISIBILITY_TIMEOUT`` besides a task's delay and hard
 #: time limit, for a worker to receive, start and acknowledge it (F23).
@@ -123,6 +136,9 @@ class Settings(BaseSettings):
     redis_host: str = "redis"
     redis_port: Port = 6379
     redis_password: SecretStr = SecretStr("changeme")
+    #: Redis ACL user of this process's role (``worker``, ``api``, ``beat``, ``flower``:
+    #: docker/prod/redis-users.acl); unset: the ``default`` user (development).
+    redis_username: Text | None = None
     #: Redis database holding the broker's queues.
     redis_broker_db: NonNegativeInt = 0
     #: Redis database holding task results (kept apart so a FLUSHDB of results
@@ -141,6 +157,9 @@ class Settings(BaseSettings):
     #: Upper bound of connections per worker process; a thread-pool worker
     #: needs up to its concurrency.
     db_pool_max: int = 4
+    #: Seconds a thread waits for a free pooled connection before it gets
+    #: ``DatabaseUnavailable`` (a task retries; the API answers 503 + ``Retry-After``).
+    db_pool_timeout: PositiveFloat = 5.0
 
     #: Timezone of crontab schedules (beat); stored times are always UTC.
     timezone: str = Field("UTC", validation_alias="CELERY_TIMEZONE")
@@ -165,6 +184,17 @@ class Settings(BaseSettings):
     #: Seconds a blocking Redis command (a publish, a result read) may wait before
     #: it fails instead of hanging on a broker that stopped answering.
     redis_socket_timeout: PositiveFloat = 5.0
+    #: Seconds between two writes of a process's task metrics and history to Redis
+    #: (one round trip per interval instead of one per task; issue 15).
+    stats_flush_interval: PositiveFloat = 1.0
+    #: Clients publish a ``task-sent`` event with every task (Celery's
+    #: ``task_send_sent_event``): Flower then lists a task before a worker received
+    #: it, at the price of a second publish per task. Off: tasks appear in Flower when
+    #: received (worker events stay on).
+    task_sent_events: bool = False
+    #: Seconds a worker holds a task event so the events of many tasks go out in one
+    #: publish (:mod:`celeryref.upstream.events`); 0 publishes each at once (Celery's way).
+    task_events_flush_interval: NonNegativeFloat = 0.1
     #: Retries of a publish or result-store call that could not reach Redis; each
     #: attempt may wait ``redis_socket_timeout``. Low for clients (the API answers 503
     #: soon), Celery's 20 for workers (they ride out a Redis restart instead).
@@ -214,6 +244,14 @@ class Settings(BaseSettings):
     api_token: SecretStr = SecretStr("changeme")
     #: Largest request body (bytes) the API reads; larger gets 413.
     api_max_body_bytes: int = 65_536
+    #: Request threads of the API process (AnyIO's limiter, 40 by default; sync routes
+    #: run in them). Fewer threads leave the event loop more of the GIL: under 200
+    #: flooding clients /healthz p99 was 128 ms with 40, 110 with 16, 28 with 8, and
+    #: throughput rose. Give the API as many Postgres connections (``DB_POOL_MAX``).
+    api_threads: Annotated[int, Field(ge=1)] = 16
+    #: Seconds the API process may go without its event loop and a request thread both
+    #: answering before it exits for the restart policy to replace it (0: no watchdog).
+    api_watchdog_seconds: NonNegativeFloat = 60.0
 
     # Operator alerts (:attr:`alerts`); no channel = a logged warning.
     #: Webhook that receives each alert as JSON (http or https; its path may hold a token).
@@ -224,6 +262,11 @@ class Settings(BaseSettings):
     alert_email_from: Text = AlertConfig.sender
     #: Alert e-mail recipients (comma-separated); e-mail alerts need ``SMTP_HOST`` too.
     alert_email_to: CommaList = ()
+
+    #: Hosts URL-taking tasks may call although they are internal (comma-separated
+    #: ``host`` or ``host:port``): they skip the egress policy's checks of service names
+    #: and resolved addresses (:mod:`celeryref.adapters.egress`). Empty: public hosts only.
+    egress_allowed_hosts: CommaList = ()
 
     #: ``FAULT_INJECTION=1`` lets the fault drills (``devtools.tasks.default.drills``)
     #: run; only the fault suite's compose override sets it.
@@ -263,6 +306,16 @@ class Settings(BaseSettings):
             raise SettingsError("ALERT_EMAIL_TO is set but SMTP_HOST is not: e-mail cannot be sent")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_secrets_are_empty_outside_development(cls, data: Any) -> Any:
+        """Outside development a secret this process is not given is empty, not the
+        development placeholder: an API without ``API_TOKEN`` accepts no token, Redis and
+        Postgres refuse a client without its password. Each process gets only its own."""
+        if isinstance(data, dict) and data.get("app_env", "development") not in DEVELOPMENT_ENVS:
+            return {**dict.fromkeys((name.lower() for name in SECRET_VARIABLES), ""), **data}
+        return data
+
     @model_validator(mode="after")
     def _secrets_are_real_outside_development(self) -> Self:
         if self.is_development:
@@ -274,10 +327,16 @@ class Settings(BaseSettings):
         }
         if flower := self.flower_basic_auth.get_secret_value():
             secrets["FLOWER_PASSWORD"] = flower.partition(":")[2]
+        where = f"when APP_ENV={self.app_env!r}"
         for name, value in secrets.items():
-            if value.lower() in PLACEHOLDER_SECRETS:
+            if name != "FLOWER_PASSWORD" and not value:
+                continue  # not given to this process
+            shortest = MIN_API_TOKEN_LENGTH if name == "API_TOKEN" else MIN_SECRET_LENGTH
+            if any(word in value.lower() for word in PLACEHOLDER_SECRETS):
+                raise SettingsError(f"{name} is a placeholder; set a real secret {where}")
+            if len(value) < shortest:
                 raise SettingsError(
-                    f"{name} is a placeholder; set a real secret when APP_ENV={self.app_env!r}"
+                    f"{name} is too short ({len(value)} characters); at least {shortest} {where}"
                 )
         return self
 
@@ -301,8 +360,9 @@ class Settings(BaseSettings):
         )
 
     def _redis_url(self, db: int) -> str:
+        user = quote(self.redis_username or "", safe="")
         password = quote(self.redis_password.get_secret_value(), safe="")
-        return f"redis://:{password}@{self.redis_host}:{self.redis_port}/{db}"
+        return f"redis://{user}:{password}@{self.redis_host}:{self.redis_port}/{db}"
 
     @property
     def broker_url(self) -> str:
@@ -338,11 +398,29 @@ class _EnvironmentSource(EnvSettingsSource):
         super().__init__(Settings)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            key if self.case_sensitive else key.lower(): value
-            for key, value in self._env.items()
-            if not (self.env_ignore_empty and value == "")
-        }
+        return _read_secret_files(
+            {
+                key if self.case_sensitive else key.lower(): value
+                for key, value in self._env.items()
+                if not (self.env_ignore_empty and value == "")
+            }
+        )
+
+
+def _read_secret_files(env: dict[str, str | None]) -> dict[str, str | None]:
+    """``<SECRET>_FILE=path`` becomes ``<SECRET>=`` the file's text (trailing newlines
+    dropped, as the shell's ``$(cat path)`` does) for each of :data:`SECRET_VARIABLES`."""
+    for name in SECRET_VARIABLES:
+        path = env.pop(f"{name.lower()}_file", None)
+        if not path:
+            continue
+        if env.get(name.lower()):
+            raise SettingsError(f"{name} and {name}_FILE are both set; set one of them")
+        try:
+            env[name.lower()] = Path(path).read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read {path} ({exc.strerror})") from None
+    return env
 
 
 #: How a value pydantic could not parse is described: "<VARIABLE> must be ...".

@@ -45,6 +45,9 @@ for _key, _value in {
     "POSTGRES_DB": DOTENV["POSTGRES_DB"],
     "REPORT_DIR": str(ROOT / "build" / "reports"),
     "IMAGE_DIR": str(ROOT / "build" / "images"),
+    # The tests' fake HTTP upstreams listen on 127.0.0.1: allowlisted by that name
+    # only (celeryref.adapters.egress); "localhost" and the rest stay refused.
+    "EGRESS_ALLOWED_HOSTS": "127.0.0.1",
 }.items():
     os.environ.setdefault(_key, _value)
 

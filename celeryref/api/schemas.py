@@ -83,6 +83,8 @@ class WorkerInfo(BaseModel):
 
 class Workers(BaseModel):
     workers: list[WorkerInfo]
+    #: Seconds since the workers were asked (the snapshot's age).
+    age_seconds: float
 
 
 class DeadLetterSummary(BaseModel):

@@ -1,4 +1,5 @@
-"""Bearer-token auth for the API's mutating and sensitive endpoints (``API_TOKEN``)."""
+"""Bearer-token auth (``API_TOKEN``): every endpoint but ``/healthz``, ``/readyz``, the
+catalogs (``/catalog``, ``GET /workflows``) and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from celeryref.settings import settings
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN from the environment")
 
 
-def require_token(
+async def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """401 unless the request carries ``Authorization: Bearer <API_TOKEN>``."""
+    """401 unless the request carries ``Authorization: Bearer <API_TOKEN>``.
+
+    ``async``: checked on the event loop, so an ``async`` route behind it (``/workers``)
+    never needs a request thread."""
     if credentials is None or not hmac.compare_digest(
         credentials.credentials.encode(), settings.api_token.get_secret_value().encode()
     ):

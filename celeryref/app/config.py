@@ -93,9 +93,10 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_max_memory_per_child": s.worker_max_memory_per_child_kib,
         # Refused messages (pickle, unknown task) are also dead-lettered.
         "worker_consumer": "celeryref.upstream.consumer:RecordingConsumer",
-        # Events feed Flower and the metrics.
+        # Worker events feed Flower; a client's task-sent event doubles the cost of
+        # a publish and only lists tasks in Flower before they are received (opt in).
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": s.task_sent_events,
         "beat_schedule": beat_schedule(s),
         # Exactly one beat; schedule and lock in the state Redis DB (single_beat.py).
         "beat_scheduler": "redbeat.RedBeatScheduler",

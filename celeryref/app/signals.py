@@ -1,5 +1,8 @@
 """Worker-process resources (SPEC F4): the Postgres pool opens at process init.
 
+A process that stops writes its unwritten task metrics first
+(:func:`celeryref.observability.task_stats.flush`).
+
 * prefork/solo: ``worker_process_init`` fires in each pool process after fork; the
   pool is opened there and closed at ``worker_process_shutdown``.
 * threads: tasks run in the main process, which gets no ``worker_process_init``;
@@ -30,7 +33,7 @@ from celery.signals import (
 from celery.utils.log import get_multiprocessing_logger
 
 from celeryref.adapters import db
-from celeryref.observability import logs
+from celeryref.observability import logs, task_stats
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,16 @@ def open_process_pool(**_: Any) -> None:
     _open_pool()
 
 
+def _flush_task_stats() -> None:
+    try:
+        task_stats.flush()
+    except Exception as exc:
+        logger.warning("task stats of this process not written (%r)", exc)
+
+
 @worker_process_shutdown.connect
 def close_process_pool(**_: Any) -> None:
+    _flush_task_stats()
     db.close_pool()
 
 
@@ -60,6 +71,7 @@ def open_main_process_pool(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def close_main_process_pool(**_: Any) -> None:
+    _flush_task_stats()  # threads/solo pools: the tasks ran in this process
     db.close_pool()
 
 

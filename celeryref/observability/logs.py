@@ -10,6 +10,11 @@
 * ``LOG_LEVEL`` (a name or a number), when set and not empty, overrides the level the
   entry point asks for (a CLI's default, a worker's ``--loglevel``): one variable
   raises or lowers every service.
+* ``LOG_EVERY_TASK=1`` keeps Celery's two INFO lines per task ("Task ... received",
+  "Task ... succeeded in ..."). Off by default: on a short task they were about a
+  tenth of a worker's event loop (issue 15, docs/PERFORMANCE.md), and Flower, the task
+  history and the metrics say the same. Failures, retries and everything else are
+  still logged.
 
 The environment wins over the arguments (each entry point's defaults). Both are read
 from ``os.environ``, not :mod:`celeryref.settings`: logging must work before the
@@ -32,6 +37,10 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from celery._state import get_current_task
+
+#: Celery's loggers of one INFO line per received and per finished task; raised to
+#: WARNING unless ``LOG_EVERY_TASK=1`` (their warnings and errors still show).
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 #: Values of ``LOG_FORMAT``; the first is the default.
 FORMATS = ("text", "json")
@@ -148,3 +157,6 @@ def configure(
             logger.removeHandler(old)
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+    every_task = os.environ.get("LOG_EVERY_TASK", "") == "1" or number <= logging.DEBUG
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if every_task else logging.WARNING)

@@ -54,7 +54,9 @@ def record_delivery(task_id: str, retries: int) -> int:
     then expires by itself.
     """
     key = delivery_key(task_id, retries)
-    pipe = redis_state.client().pipeline()
+    # One round trip, no MULTI/EXEC: a count without its expiry needs the connection
+    # cut between two commands sent in one write, and then only outlives its use.
+    pipe = redis_state.client().pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, settings.broker_visibility_timeout * (settings.max_deliveries + 1))
     count, _ = pipe.execute()

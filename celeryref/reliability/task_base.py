@@ -6,8 +6,9 @@ Per attempt it:
    (:mod:`celeryref.reliability.delivery_guard`) and dead-letters it;
 2. for ``idempotent=True`` tasks, claims the idempotency key or returns the stored
    result (:mod:`celeryref.reliability.idempotency`);
-3. runs the task, logging start and finish with the duration, and records the
-   outcome in the shared history and metrics (:mod:`celeryref.observability.task_stats`);
+3. runs the task, logging start and finish with the duration (DEBUG: Celery's own
+   INFO lines say received and succeeded), and records the outcome in the shared
+   history and metrics (:mod:`celeryref.observability.task_stats`, written in batches);
 4. on an exception: logs it to the bounded error log, runs the error callbacks for
    its type (:mod:`celeryref.reliability.error_log`), classifies it (:mod:`celeryref.errors`);
    a transient error is retried with the task's :class:`~celeryref.reliability.retry.RetryPolicy`;
@@ -124,7 +125,7 @@ class BaseTask(Task):
                 Classification(False, Severity.HIGH, "redelivery_loop"),
             )
             raise Reject(reason, requeue=False)
-        logger.info(
+        logger.debug(  # Celery logs receipt and outcome at INFO already (issue 15)
             "task start %s[%s] attempt=%d delivery=%d",
             self.name,
             request.id,
@@ -197,7 +198,9 @@ class BaseTask(Task):
 
     def _finished(self, outcome: str, started: float, error: str | None = None) -> None:
         duration = time.perf_counter() - started
-        logger.info("task finish %s[%s] %s in %.3fs", self.name, self.request.id, outcome, duration)
+        logger.debug(
+            "task finish %s[%s] %s in %.3fs", self.name, self.request.id, outcome, duration
+        )
         self._record_stats(outcome, duration, error)
 
     def _record_stats(self, outcome: str, duration: float, error: str | None) -> None:

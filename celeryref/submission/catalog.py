@@ -11,12 +11,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from celeryref import queues
-from celeryref.errors import InvalidArguments
+from celeryref.adapters.egress import EgressPolicy
+from celeryref.errors import EgressRefused, InvalidArguments
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _egress_allowed(url: str) -> str:
+    """Refuse at submission what the egress policy refuses from the URL alone (a service
+    name, an internal IP literal): 422 now rather than a dead letter later. Names are
+    resolved and checked by the worker when it connects."""
+    try:
+        EgressPolicy.from_settings().check_url(url)
+    except EgressRefused as exc:
+        raise ValueError(str(exc)) from None
+    return url
+
+
+#: An http(s) URL a task may fetch.
+Url = Annotated[str, Field(pattern=r"^https?://", max_length=2048), AfterValidator(_egress_allowed)]
 
 
 class Args(BaseModel):
@@ -54,12 +77,12 @@ class LongTaskArgs(Args):
 
 
 class FetchUrlArgs(Args):
-    url: Annotated[str, Field(pattern=r"^https?://", max_length=2048)]
+    url: Url
 
 
 class CallApiArgs(Args):
     method: Annotated[str, Field(pattern=r"^(GET|POST|PUT|PATCH|DELETE|HEAD)$")] = "GET"
-    url: Annotated[str, Field(pattern=r"^https?://", max_length=2048)]
+    url: Url
     json_body: Any = Field(default=None, alias="json")
 
 

@@ -138,9 +138,46 @@ PATCHES: tuple[Patch, ...] = (
         },
     ),
     Patch(
+        ours="celeryref.upstream.events:BatchingConsumer",
+        upstream="celery.worker.consumer:Consumer",
+        relies_on=(
+            "celery.worker.consumer:Consumer.on_send_event_buffered",
+            "celery.worker.consumer:Consumer._flush_events",
+            "celery.events.dispatcher:EventDispatcher.flush",
+        ),
+        upstream_issue="none known (Celery flushes its task-event buffer on every event)",
+        controls={
+            "P1": FEATURE + "events batched for throughput, not an upstream defect"
+            " (tests/integration/test_event_batching.py)",
+        },
+    ),
+    Patch(
+        ours="celeryref.upstream.result_backend:RedisBackend",
+        upstream="celery.backends.redis:RedisBackend",
+        relies_on=(
+            "celery.backends.base:BaseKeyValueStoreBackend._store_result",
+            "celery.backends.base:Backend._get_result_meta",
+            "celery.backends.redis:RedisBackend.ensure",
+            "celery.backends.redis:RedisBackend.client",
+            "celery.backends.redis:RedisBackend._MAX_STR_VALUE_SIZE",
+        ),
+        upstream_issue="none known (the read-then-write is Celery's guard against"
+        " a duplicate overwriting a SUCCESS)",
+        controls={
+            "P2": "tests/integration/test_result_round_trip.py"
+            "::test_control_celerys_backend_reads_then_writes_in_two_round_trips",
+        },
+    ),
+    Patch(
         ours="celeryref.upstream.app:App",
         upstream="celery:Celery",
-        relies_on=("celery:Celery.send_task", "celery:Celery.tasks", "celery:Celery.AsyncResult"),
+        relies_on=(
+            "celery:Celery.send_task",
+            "celery:Celery.tasks",
+            "celery:Celery.AsyncResult",
+            "celery:Celery._get_backend",
+            "celery.app.backends:by_url",
+        ),
         upstream_issue="F1: https://github.com/celery/celery/issues/7516 (open)",
         controls={
             "F1": f"{_BROKER}::test_celerys_own_send_task_puts_it_on_the_top_priority_there",

@@ -1,4 +1,5 @@
-"""Celery's app class with ``send_task`` made safe for Redis (priority and delay).
+"""Celery's app class with ``send_task`` made safe for Redis (priority and delay), and
+the one-round-trip Redis result backend (:mod:`celeryref.upstream.result_backend`).
 
 Written against Celery 5.7 (see :data:`celeryref.upstream.PATCHED_FOR`).
 """
@@ -8,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app import backends
+from celery.backends.redis import RedisBackend as CeleryRedisBackend
 
 from celeryref.reliability import deferred, delivery_guard
+from celeryref.upstream import result_backend
 
 
 class App(Celery):
@@ -51,3 +55,10 @@ class App(Celery):
         task = self.tasks.get(name)
         limit = getattr(task, "time_limit", None)
         return float(limit) if limit else None
+
+    def _get_backend(self) -> Any:
+        """Celery's choice of result backend, with ours in place of its Redis one."""
+        backend, url = backends.by_url(self.backend_cls or self.conf.result_backend, self.loader)
+        if backend is CeleryRedisBackend:
+            backend = result_backend.RedisBackend
+        return backend(app=self, url=url)

@@ -17,7 +17,8 @@ the end of its queue (after :data:`REQUEUE_PAUSE_SECONDS`), to be recorded on a 
 delivery: the evidence is kept in the message rather than lost. Worst case per
 refused message: 2 x the record timeout, the Redis socket timeout, and the pause.
 
-Enabled by ``worker_consumer = "celeryref.upstream.consumer:RecordingConsumer"``.
+Enabled by ``worker_consumer = "celeryref.upstream.consumer:RecordingConsumer"``, which
+also batches task events (:class:`~celeryref.upstream.events.BatchingConsumer`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from functools import partial
 from typing import Any
 
 import psycopg2
-from celery.worker.consumer import Consumer
 
 from celeryref.errors import Classification, Severity
 from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.reliability.dead_letters import unrecorded
 from celeryref.settings import settings
+from celeryref.upstream.events import BatchingConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +125,10 @@ def record(message: Any, category: str, exc: BaseException, task_name: str | Non
     return True
 
 
-class RecordingConsumer(Consumer):
+class RecordingConsumer(BatchingConsumer):
     """Celery's consumer, plus a dead-letter record of every refused message, written
-    before the message is acknowledged."""
+    before the message is acknowledged (and task events sent in batches:
+    :mod:`celeryref.upstream.events`)."""
 
     def _refuse(
         self, message: Any, category: str, exc: BaseException, celerys_hook: Callable[[], None]

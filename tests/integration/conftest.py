@@ -115,8 +115,11 @@ def clean_state(services: None) -> Iterator[None]:
     """Empty queues, results, app state and test tables before each test."""
     from celeryref import queues
     from celeryref.adapters import db
+    from celeryref.observability import task_stats
     from celeryref.settings import settings
 
+    # An earlier test's task metrics still in this process go out now, before the wipe.
+    task_stats.flush()
     broker = redis.Redis.from_url(settings.broker_url)
     # Delete the queues' lists, not the whole db: kombu's exchange bindings live there.
     keys = [k for q in queues.ALL_QUEUES for k in queues.redis_keys(q)]

@@ -33,7 +33,7 @@ def client(clean_state: None) -> Iterator[TestClient]:
 def poll(client: TestClient, task_id: str, timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        body: dict[str, Any] = client.get(f"/tasks/{task_id}").json()
+        body: dict[str, Any] = client.get(f"/tasks/{task_id}", headers=AUTH).json()
         if body["state"] in ("SUCCESS", "FAILURE", "REVOKED", "REJECTED"):
             return body
         if time.monotonic() > deadline:
@@ -47,7 +47,9 @@ def test_mutating_endpoints_need_the_token(client: TestClient) -> None:
     wrong = client.post("/tasks", json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert client.get("/dead-letters").status_code == 401
-    assert client.get("/queues").status_code == 200  # read-only signals stay open
+    # Reads need it too (every one: tests/integration/test_api_under_load.py).
+    assert client.get("/queues").status_code == 401
+    assert client.get("/healthz").status_code == 200  # health stays open
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,7 @@ def test_oversized_bodies_are_refused_with_413(client: TestClient) -> None:
         "/tasks", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
     )
     assert streamed.status_code == 413
-    assert client.get("/queues").json()["queues"][queues.DEFAULT] == 0
+    assert client.get("/queues", headers=AUTH).json()["queues"][queues.DEFAULT] == 0
 
 
 def test_submit_poll_result(client: TestClient, worker: Any) -> None:
@@ -107,14 +109,14 @@ def test_submit_poll_result(client: TestClient, worker: Any) -> None:
     assert response.status_code == 202
     accepted = response.json()
     assert response.headers["Location"] == accepted["status_url"]
-    assert client.get(f"/tasks/{accepted['task_id']}").json()["state"] == "PENDING"
+    assert client.get(f"/tasks/{accepted['task_id']}", headers=AUTH).json()["state"] == "PENDING"
     with worker(queues.DEFAULT):
         done = poll(client, accepted["task_id"])
     assert done["result"] == 42 and done["task"] == "add" and done["error"] is None
     succeeded = (
         'celeryref_task_outcomes_total{outcome="succeeded",task="celeryref.tasks.default.add"}'
     )
-    assert succeeded in client.get("/metrics").text
+    assert succeeded in client.get("/metrics", headers=AUTH).text
 
 
 def test_progress_is_visible_while_a_long_task_runs(client: TestClient, worker: Any) -> None:
@@ -124,7 +126,7 @@ def test_progress_is_visible_while_a_long_task_runs(client: TestClient, worker: 
     seen = []
     with worker(queues.CPU_INTENSIVE):
         deadline = time.monotonic() + 30
-        while (body := client.get(f"/tasks/{task_id}").json())["state"] != "SUCCESS":
+        while (body := client.get(f"/tasks/{task_id}", headers=AUTH).json())["state"] != "SUCCESS":
             if body["progress"]:
                 seen.append(body["progress"]["current"])
             assert time.monotonic() < deadline
@@ -146,8 +148,10 @@ def test_failures_show_the_error(client: TestClient, worker: Any) -> None:
 
 
 def test_unknown_and_malformed_task_ids(client: TestClient) -> None:
-    assert client.get("/tasks/0f8fad5b-d9cb-469f-a165-70867728950e").status_code == 404
-    assert client.get("/tasks/not%20an%20id").status_code == 422
+    assert (
+        client.get("/tasks/0f8fad5b-d9cb-469f-a165-70867728950e", headers=AUTH).status_code == 404
+    )
+    assert client.get("/tasks/not%20an%20id", headers=AUTH).status_code == 422
     assert client.delete("/tasks/nope", headers=AUTH).status_code == 404
 
 
@@ -206,10 +210,19 @@ def test_dead_letter_endpoints(client: TestClient, worker: Any) -> None:
 def test_scaling_signals_and_health(client: TestClient, worker: Any) -> None:
     for _ in range(3):
         client.post("/tasks", json={"task": "long_task", "args": {"n": 1}}, headers=AUTH)
-    assert client.get("/queues").json()["queues"][queues.CPU_INTENSIVE] == 3
+    assert client.get("/queues", headers=AUTH).json()["queues"][queues.CPU_INTENSIVE] == 3
     with worker(queues.PRIORITY):
         await_ping(node_name(queues.PRIORITY), "it never answered a ping")
-        (info,) = [w for w in client.get("/workers").json()["workers"] if "priority" in w["queues"]]
+        # /workers serves a snapshot up to 10 s old: wait for one that has the new worker.
+        (info,) = wait_for(
+            lambda: [
+                w
+                for w in client.get("/workers", headers=AUTH).json()["workers"]
+                if "priority" in w["queues"]
+            ],
+            30,
+            "a worker snapshot with the priority worker",
+        )
     assert info["name"].startswith("priority@")
     assert client.get("/readyz").json() == {
         "ready": True,

@@ -39,7 +39,10 @@ def test_start_and_poll_a_job_to_its_exact_result(client: TestClient, worker: An
     url = started.json()["status_url"]
     with worker(queues.CPU_INTENSIVE, queues.PRIORITY):
         done = wait_for(
-            lambda: (b := client.get(url).json())["status"] in ("succeeded", "failed") and b,
+            lambda: (
+                (b := client.get(url, headers=AUTH).json())["status"] in ("succeeded", "failed")
+                and b
+            ),
             60,
             "the job",
         )
@@ -63,6 +66,6 @@ def test_bad_job_requests_are_422(client: TestClient, body: dict[str, Any], mess
 
 
 def test_unknown_and_malformed_job_ids(client: TestClient) -> None:
-    assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
-    assert client.get("/jobs/1; drop table").status_code == 422
+    assert client.get(f"/jobs/{uuid.uuid4()}", headers=AUTH).status_code == 404
+    assert client.get("/jobs/1; drop table", headers=AUTH).status_code == 422
     assert client.post("/jobs", json={"dataset": "x", "function": "aggregation"}).status_code == 401

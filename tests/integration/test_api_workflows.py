@@ -44,7 +44,9 @@ def test_start_poll_tree_and_cancel_after_finish(
     url = started.json()["status_url"]
     with worker(*WORK_QUEUES, pool="threads", concurrency=4):
         done = wait_for(
-            lambda: (b := client.get(url).json())["status"] != "running" and b, 60, "the workflow"
+            lambda: (b := client.get(url, headers=AUTH).json())["status"] != "running" and b,
+            60,
+            "the workflow",
         )
     assert done["status"] == "succeeded", done["tree"]
     assert [s["name"] for s in done["steps"]] == [
@@ -70,7 +72,7 @@ def test_cancel_a_running_workflow(client: TestClient) -> None:
         headers=AUTH,
     ).json()["execution_id"]
     assert client.post(f"/workflows/{eid}/cancel", headers=AUTH).json()["cancelled"] is True
-    body = client.get(f"/workflows/{eid}").json()
+    body = client.get(f"/workflows/{eid}", headers=AUTH).json()
     assert body["status"] == "cancelled"
     assert {s["status"] for s in body["steps"]} == {"cancelled"}
 
@@ -128,7 +130,7 @@ def test_nan_in_input_is_a_422_not_a_database_error(client: TestClient) -> None:
 
 
 def test_unknown_and_malformed_execution_ids(client: TestClient) -> None:
-    assert client.get(f"/workflows/{uuid.uuid4()}").status_code == 404
-    assert client.get("/workflows/not-a-uuid").status_code == 422
+    assert client.get(f"/workflows/{uuid.uuid4()}", headers=AUTH).status_code == 404
+    assert client.get("/workflows/not-a-uuid", headers=AUTH).status_code == 422
     assert client.post(f"/workflows/{uuid.uuid4()}/cancel", headers=AUTH).status_code == 404
     assert client.post(f"/workflows/{uuid.uuid4()}/cancel").status_code == 401

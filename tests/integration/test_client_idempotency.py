@@ -60,7 +60,10 @@ def test_the_same_key_twice_on_tasks_is_one_task(client: TestClient, worker: Any
     assert queued(queues.DEFAULT) == 1
     with worker(queues.DEFAULT):
         done = wait_for(
-            lambda: (b := client.get(first["status_url"]).json())["state"] == "SUCCESS" and b,
+            lambda: (
+                (b := client.get(first["status_url"], headers=AUTH).json())["state"] == "SUCCESS"
+                and b
+            ),
             30,
             "the task",
         )

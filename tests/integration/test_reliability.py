@@ -119,7 +119,12 @@ def test_transient_errors_are_retried_a_bounded_number_of_times_then_dead_letter
 
     (entry,) = dead_letters.list_entries()
     assert (entry.task_id, entry.retries, entry.category) == (result.id, 2, "upstream_unavailable")
-    stats = task_stats.stats("tests.support.always_unavailable")
+
+    def flushed() -> task_stats.TaskStats | None:
+        s = task_stats.stats("tests.support.always_unavailable")
+        return s if s.counts["dead_lettered"] else None
+
+    stats = wait_for(flushed, 10, "the flushed stats")
     assert stats.counts["retried"] == 2 and stats.counts["dead_lettered"] == 1
     logged = [e for e in error_log.recent_errors() if e["task_id"] == result.id]
     assert [e["retries"] for e in logged] == [2, 1, 0]
@@ -212,11 +217,12 @@ def test_history_keeps_the_newest_entries_and_metrics_count_outcomes(worker: Any
     with worker(queues.DEFAULT):
         default.add.delay(1, 1).get(timeout=10)
     name = default.add.name
-    (latest,) = task_stats.history(name)
+    (latest,) = wait_for(lambda: task_stats.history(name), 10, "the flushed history")
     assert latest["outcome"] == "succeeded" and latest["duration"] >= 0
 
     for i in range(task_stats.HISTORY_SIZE + 5):
         task_stats.record(name, f"synthetic-{i}", "failed", 0.2, "boom")
+    task_stats.flush()
     history = task_stats.history(name)
     assert len(history) == task_stats.HISTORY_SIZE
     assert history[0]["task_id"] == f"synthetic-{task_stats.HISTORY_SIZE + 4}"

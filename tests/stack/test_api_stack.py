@@ -35,7 +35,7 @@ def submit(task: str, args: dict[str, Any], **extra: Any) -> str:
 
 
 def finished(task_id: str) -> dict[str, Any] | None:
-    body: dict[str, Any] = requests.get(f"{BASE}/tasks/{task_id}", timeout=10).json()
+    body: dict[str, Any] = requests.get(f"{BASE}/tasks/{task_id}", headers=AUTH, timeout=10).json()
     return body if body["state"] in ("SUCCESS", "FAILURE") else None
 
 
@@ -65,7 +65,7 @@ def test_live_progress_over_http(stack: Stack) -> None:
     task_id = submit("long_task", {"n": 40, "work": 100_000})
     seen: list[int] = []
     deadline = time.monotonic() + 120
-    while (body := requests.get(f"{BASE}/tasks/{task_id}", timeout=10).json())[
+    while (body := requests.get(f"{BASE}/tasks/{task_id}", headers=AUTH, timeout=10).json())[
         "state"
     ] != "SUCCESS":
         if body["progress"]:

@@ -168,7 +168,7 @@ def replay_over_http(stack: FaultStack, entry_id: int) -> dict[str, Any]:
     status: dict[str, Any] = wait_for(
         lambda: (
             b
-            if (b := stack.api("GET", f"/tasks/{task_id}").json())["state"]
+            if (b := stack.api("GET", f"/tasks/{task_id}", headers=stack.api_auth).json())["state"]
             in ("SUCCESS", "FAILURE")
             else None
         ),

@@ -300,3 +300,24 @@ def test_the_api_factory_writes_json_lines_only() -> None:
     entries = json_lines(stderr_until(command, "Uvicorn running on", {"LOG_FORMAT": "json"}))
     assert entries[0]["message"].startswith("Started server process")
     assert {e["logger"] for e in entries} == {"uvicorn.error"}
+
+
+@pytest.mark.parametrize(
+    ("every_task", "level", "logged"),
+    [("", logging.INFO, False), ("1", logging.INFO, True), ("", logging.DEBUG, True)],
+)
+def test_celerys_line_per_task_is_off_unless_asked_for(
+    monkeypatch: pytest.MonkeyPatch, every_task: str, level: int, logged: bool
+) -> None:
+    """Celery's "received"/"succeeded" INFO lines only with LOG_EVERY_TASK=1 (or DEBUG);
+    its warnings and errors, and every other INFO line, always."""
+    monkeypatch.setenv("LOG_EVERY_TASK", every_task)
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    stream = configured("json", level=level)
+    for name in logs.PER_TASK_LOGGERS:
+        logging.getLogger(name).info("per task")
+        logging.getLogger(name).error("failed")
+    logging.getLogger("celery.worker.consumer").info("other")
+    messages = [json.loads(line)["message"] for line in lines(stream)]
+    assert messages.count("per task") == (2 if logged else 0)
+    assert messages.count("failed") == 2 and "other" in messages

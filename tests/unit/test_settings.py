@@ -7,7 +7,11 @@ from pydantic import ValidationError
 
 from celeryref.settings import SettingsError, load_settings
 
-SECRETS = {"REDIS_PASSWORD": "r3al-redis", "POSTGRES_PASSWORD": "r3al-pg", "API_TOKEN": "t0ken"}
+SECRETS = {
+    "REDIS_PASSWORD": "r3al-redis-Qx7vKp2m",
+    "POSTGRES_PASSWORD": "r3al-pg-Wn4sLd8fzT",
+    "API_TOKEN": "t0ken-Hc9rMb3xVq6tJw2nYe5k",
+}
 
 
 def test_defaults_suit_compose_in_development() -> None:
@@ -39,7 +43,8 @@ def test_placeholder_flower_password_is_refused_in_production() -> None:
 
 
 def test_real_secrets_are_accepted_in_production() -> None:
-    s = load_settings({"APP_ENV": "production", **SECRETS, "FLOWER_BASIC_AUTH": "ops:s3cret"})
+    flower = "ops:fl0wer-Zt6uPq1sWa"
+    s = load_settings({"APP_ENV": "production", **SECRETS, "FLOWER_BASIC_AUTH": flower})
     assert not s.is_development
 
 
@@ -110,7 +115,7 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
     s = load_settings(secrets)
     for value in (*secrets.values(), "fl0wer-s3cret"):
         assert value not in repr(s) and value not in str(s)
-    assert s.redis_password.get_secret_value() == "r3al-redis"
+    assert s.redis_password.get_secret_value() == SECRETS["REDIS_PASSWORD"]
     with pytest.raises(SettingsError) as refused:
         load_settings({**secrets, "APP_ENV": "production", "API_TOKEN": "changeme"})
     assert not any(value in str(refused.value) for value in secrets.values())

@@ -40,6 +40,7 @@ def start_job(body: JobStart, request: Request) -> JobAccepted:
 @router.get(
     "/{job_id}",
     response_model=JobStatus,
+    dependencies=[Authenticated],
     responses={404: {"model": Problem, "description": "no such job"}},
 )
 def job_status(job_id: Annotated[uuid.UUID, Path()]) -> dict[str, Any]:

@@ -60,7 +60,12 @@ def submit_task(body: TaskSubmission, request: Request, response: Response) -> A
     return Accepted(task_id=result.id, status_url=url)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskStatus, responses=NOT_FOUND)
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskStatus,
+    dependencies=[Authenticated],
+    responses=NOT_FOUND,
+)
 def task_status(task_id: Annotated[TaskId, Path()]) -> TaskStatus:
     """State (PENDING, STARTED, PROGRESS, SUCCESS, FAILURE, ...), progress, result or error."""
     submission.require_known(task_id)

@@ -61,7 +61,12 @@ def start_workflow(body: WorkflowStart, request: Request) -> WorkflowAccepted:
     return WorkflowAccepted(execution_id=execution_id, status_url=url)
 
 
-@router.get("/{execution_id}", response_model=WorkflowExecution, responses=NOT_FOUND)
+@router.get(
+    "/{execution_id}",
+    response_model=WorkflowExecution,
+    dependencies=[Authenticated],
+    responses=NOT_FOUND,
+)
 def workflow_status(execution_id: ExecutionId) -> WorkflowExecution:
     """The execution and every step: status, attempts, timestamps, result or error."""
     execution = wf_status.load(str(execution_id))

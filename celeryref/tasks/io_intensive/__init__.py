@@ -11,17 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import requests
-
-from celeryref.adapters.http import (
-    DEFAULT_TIMEOUT,
-    MAX_BODY_BYTES,
-    check_url,
-    classify_response,
-    resilient_api_call,
-)
+from celeryref.adapters import http
+from celeryref.adapters.http import DEFAULT_TIMEOUT, resilient_api_call
 from celeryref.celery_app import app
-from celeryref.errors import UpstreamUnavailable
 from celeryref.reliability import time_budget
 from celeryref.reliability.circuit_breaker import CircuitBreaker
 from celeryref.reliability.fallback import FallbackCache, call_with_fallback
@@ -39,20 +31,15 @@ def call_timeouts() -> tuple[float, float]:
 
 
 def fetch(url: str) -> dict[str, Any]:
-    """GET ``url``; summarize the body. Connection errors and 5xx are transient."""
-    check_url(url)
-    try:
-        with requests.get(url, timeout=call_timeouts(), stream=True) as response:
-            classify_response(response.status_code, url)
-            body = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise UpstreamUnavailable(f"{url}: {exc}") from exc
+    """GET ``url`` (egress-checked, :func:`celeryref.adapters.http.request`); summarize
+    at most ``MAX_BODY_BYTES`` of the body. Connection errors and 5xx are transient."""
+    answer = http.request("GET", url, timeout=call_timeouts())
     return {
         "url": url,
-        "status": response.status_code,
-        "bytes": min(len(body), MAX_BODY_BYTES),
-        "truncated": len(body) > MAX_BODY_BYTES,
-        "sha256": hashlib.sha256(body[:MAX_BODY_BYTES]).hexdigest(),
+        "status": answer.status,
+        "bytes": len(answer.body),
+        "truncated": answer.truncated,
+        "sha256": hashlib.sha256(answer.body).hexdigest(),
     }
 
 

@@ -15,15 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import requests
 from celery import chain, chord
 from celery.canvas import Signature
 
 from celeryref.adapters import blobs
-from celeryref.adapters.http import check_url, classify_response
+from celeryref.adapters.http import check_url, request
 from celeryref.celery_app import app
 from celeryref.domain import imaging
-from celeryref.errors import InvalidArguments, UpstreamUnavailable
+from celeryref.errors import InvalidArguments
 from celeryref.settings import settings
 from celeryref.tasks.cpu_intensive.images import resize_image
 from celeryref.tasks.io_intensive import NETWORK_POLICY, call_timeouts
@@ -42,14 +41,9 @@ def upload_dir() -> Path:
 def download_image(url: str) -> dict[str, Any]:
     """GET ``url`` (a JPEG or PNG image, at most 8 MiB); store it as a blob. The header
     is checked here (format, decompression bomb) so a bad URL fails before any resize."""
-    check_url(url)
-    try:
-        with requests.get(url, timeout=call_timeouts(), stream=True) as response:
-            classify_response(response.status_code, url)
-            data = response.raw.read(blobs.MAX_BLOB_BYTES + 1, decode_content=True)
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise UpstreamUnavailable(f"{url}: {exc}") from exc
-    if len(data) > blobs.MAX_BLOB_BYTES:
+    answer = request("GET", url, timeout=call_timeouts(), max_bytes=blobs.MAX_BLOB_BYTES)
+    data = answer.body
+    if answer.truncated:
         raise InvalidArguments(f"{url}: larger than {blobs.MAX_BLOB_BYTES} bytes")
     try:
         image = imaging.probe(data)

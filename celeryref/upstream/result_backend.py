@@ -1,0 +1,76 @@
+"""Celery's Redis result backend, storing a task state in one round trip instead of two.
+
+Celery 5.7's ``BaseKeyValueStoreBackend._store_result`` first reads the stored
+state (``GET``), returns if it is ``SUCCESS`` (a lost or duplicate run must not
+overwrite a result), and only then writes (``MULTI SETEX PUBLISH EXEC``): two
+sequential round trips per state, and with ``task_track_started`` two states per
+task. The pool process waits for each reply; measured under a backlog of short tasks
+(py-spy, docs/PERFORMANCE.md) these waits were most of its busy time. The check and
+the write are also two steps, so a result stored between them is still overwritten.
+
+Here one Lua script (:data:`STORE`) does the same check and write atomically in one
+``EVALSHA``: same keys, same JSON value, same expiry, same ``PUBLISH`` for clients
+waiting on the result, same ``SUCCESS`` guard (now without a gap). Everything else
+(retries via ``ensure``, size limit, chords, reads) is Celery's.
+
+Selected by :meth:`celeryref.upstream.app.App._get_backend` for ``redis://`` URLs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from celery import states
+from celery.backends.redis import RedisBackend as CeleryRedisBackend
+from celery.exceptions import BackendStoreError
+
+#: KEYS[1] the result key. ARGV: the encoded meta, seconds to expire (0: never).
+#: Returns 0 when a ``SUCCESS`` is stored already (nothing written), else 1.
+STORE: Final = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SETEX', KEYS[1], ttl, ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class RedisBackend(CeleryRedisBackend):
+    """Celery's ``RedisBackend`` whose state writes are one atomic ``EVALSHA``."""
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        meta = self._get_result_meta(
+            result=result, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = task_id.decode() if isinstance(task_id, bytes) else task_id
+        value = self.encode(meta)
+        if isinstance(value, str) and len(value) > self._MAX_STR_VALUE_SIZE:
+            raise BackendStoreError(
+                "value too large for Redis backend", state=state, task_id=task_id
+            )
+        expires = self.failure_expires if state == states.FAILURE else self.expires
+        key = self.get_key_for_task(task_id)
+        self.ensure(self._store_unless_succeeded, (key, value, int(expires or 0)))
+        return result
+
+    def _store_unless_succeeded(self, key: bytes | str, value: Any, expires: int) -> int:
+        script = getattr(self, "_store_script", None)
+        if script is None:
+            script = self._store_script = self.client.register_script(STORE)
+        return int(script(keys=[key], args=[value, expires]))

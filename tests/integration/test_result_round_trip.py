@@ -1,0 +1,97 @@
+"""P2: a task state is stored in one round trip, atomically, and never over a SUCCESS.
+
+:mod:`celeryref.upstream.result_backend` against a real Redis: one ``EVALSHA`` per
+state write where Celery's Redis backend makes two round trips (``GET``, then
+``MULTI SETEX PUBLISH EXEC``; the control), with the same stored value, expiry and
+``PUBLISH``, and the same rule that a stored ``SUCCESS`` is never overwritten.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from celery import states
+from celery.backends.redis import RedisBackend as CeleryRedisBackend
+from redis.connection import AbstractConnection
+
+from celeryref.celery_app import app
+from celeryref.upstream import result_backend
+
+
+@contextmanager
+def round_trips() -> Iterator[list[Any]]:
+    """Count what redis-py sends (one send per command or pipeline: a round trip)."""
+    sent: list[Any] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(bytes(command[0] if isinstance(command, list) else command)[:40])
+        return original(self, command, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+def warm(backend: Any) -> None:
+    """Open the connection and load the script outside the counted part."""
+    backend.store_result(str(uuid.uuid4()), None, states.STARTED)
+
+
+def test_the_app_stores_results_with_our_backend() -> None:
+    assert type(app.backend) is result_backend.RedisBackend
+
+
+def test_a_state_is_stored_in_one_round_trip_with_celerys_value_and_expiry() -> None:
+    backend = app.backend
+    task_id = str(uuid.uuid4())
+    pubsub = backend.client.pubsub()  # takes a connection of its own from the pool
+    pubsub.subscribe(backend.get_key_for_task(task_id))
+    pubsub.get_message(timeout=5)
+    warm(backend)
+    with round_trips() as sent:
+        backend.store_result(task_id, 42, states.SUCCESS)
+    assert len(sent) == 1, sent
+    stored = backend.get_task_meta(task_id)
+    assert (stored["status"], stored["result"]) == (states.SUCCESS, 42)
+    ttl = backend.client.ttl(backend.get_key_for_task(task_id))
+    assert 0 < ttl <= backend.expires
+    published = pubsub.get_message(timeout=5)
+    assert published is not None and backend.decode(published["data"])["result"] == 42
+    pubsub.close()
+
+
+def test_a_stored_success_is_never_overwritten() -> None:
+    """A late STARTED or FAILURE (a duplicate run) leaves the SUCCESS as it was."""
+    backend = app.backend
+    task_id = str(uuid.uuid4())
+    backend.store_result(task_id, None, states.STARTED)
+    backend.store_result(task_id, "done", states.SUCCESS)
+    backend.store_result(task_id, None, states.STARTED)
+    backend.store_result(task_id, RuntimeError("late"), states.FAILURE)
+    stored = backend.get_task_meta(task_id)
+    assert (stored["status"], stored["result"]) == (states.SUCCESS, "done")
+
+
+@pytest.mark.parametrize("first", [states.STARTED, states.RETRY, states.FAILURE])
+def test_any_other_state_is_replaced(first: str) -> None:
+    backend = app.backend
+    task_id = str(uuid.uuid4())
+    backend.store_result(task_id, None if first != states.FAILURE else ValueError("x"), first)
+    backend.store_result(task_id, 7, states.SUCCESS)
+    assert backend.get_task_meta(task_id)["status"] == states.SUCCESS
+
+
+def test_control_celerys_backend_reads_then_writes_in_two_round_trips() -> None:
+    """Control (P2): Celery's own Redis backend, same app settings: GET, then the write."""
+    stock = CeleryRedisBackend(app=app, url=app.conf.result_backend)
+    warm(stock)
+    with round_trips() as sent:
+        stock.store_result(str(uuid.uuid4()), 42, states.SUCCESS)
+    assert len(sent) == 2, sent
