@@ -245,10 +245,11 @@ class Settings(BaseSettings):
     #: Largest request body (bytes) the API reads; larger gets 413.
     api_max_body_bytes: int = 65_536
     #: Request threads of the API process (AnyIO's limiter, 40 by default; sync routes
-    #: run in them). Fewer threads leave the event loop more of the GIL: under 200
-    #: flooding clients /healthz p99 was 128 ms with 40, 110 with 16, 28 with 8, and
-    #: throughput rose. Give the API as many Postgres connections (``DB_POOL_MAX``).
-    api_threads: Annotated[int, Field(ge=1)] = 16
+    #: run in them). Fewer threads leave the event loop (``/healthz``, ``/workers``)
+    #: more of the GIL: 200 flooding clients on the 2-core stack, /healthz p99 593 ms
+    #: with 16 threads, 456 ms with 8, same throughput (tests/stack/test_api_load.py).
+    #: Give the API as many Postgres connections (``DB_POOL_MAX``).
+    api_threads: Annotated[int, Field(ge=1)] = 8
     #: Seconds the API process may go without its event loop and a request thread both
     #: answering before it exits for the restart policy to replace it (0: no watchdog).
     api_watchdog_seconds: NonNegativeFloat = 60.0

@@ -11,7 +11,9 @@ request threads behind 4 connections answered 500 to most of 64 concurrent reads
 A thread that finds no slot within ``DB_POOL_TIMEOUT`` seconds gets
 :class:`~celeryref.errors.DatabaseUnavailable`: transient for a task (retried), 503 +
 ``Retry-After`` from the API. Where the pool has one connection per thread (worker-io:
-32 and 32) nobody ever waits.
+32 and 32; the API: ``API_THREADS`` and ``DB_POOL_MAX`` both 8) nobody ever waits.
+Returned connections stay open for the next borrower (psycopg2 closed all but
+``DB_POOL_MIN``); after a Postgres restart each idle one fails its next use once.
 """
 
 from __future__ import annotations

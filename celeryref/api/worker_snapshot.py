@@ -134,9 +134,11 @@ class WorkerSnapshots:
         self._wanted.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End the refresher (it closes its connection); the next :meth:`want` restarts it."""
+        """End the refresher (it closes its connection) and forget the snapshot; the next
+        :meth:`want` starts again from nothing."""
         with self._lock:
             thread, self._thread = self._thread, None
+            self.latest = None
             self._stopping.set()
             self._wanted.set()
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
@@ -153,7 +155,9 @@ class WorkerSnapshots:
                 started = time.monotonic()
                 try:
                     connection = connection or self.app.connection_for_write()
-                    self.latest = Snapshot(collect(self.app, connection), started)
+                    workers = collect(self.app, connection)
+                    if not stopping.is_set():  # a stopped refresher's round is forgotten
+                        self.latest = Snapshot(workers, started)
                 except Exception as exc:
                     logger.warning("worker snapshot not taken: %s: %s", type(exc).__name__, exc)
                     _close(connection)
