@@ -226,7 +226,7 @@ HOL_VARIANTS: tuple[tuple[str, dict[str, str] | None], ...] = (
     ("defaults: prefetch 4, acks early", {}),
     ("prefetch 1 + acks_late", {"BASELINE_PREFETCH": "1", "BASELINE_ACKS_LATE": "1"}),
     ("no-prefetch mode + acks_late", {"BASELINE_DISABLE_PREFETCH": "1", "BASELINE_ACKS_LATE": "1"}),
-    ("deployment worker (prefetch 1, acks_late, autoscale 4,1)", None),
+    ("deployment worker (prefetch 1, acks_late, autoscale 4,2)", None),
 )
 
 

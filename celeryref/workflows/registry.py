@@ -14,8 +14,9 @@ from types import MappingProxyType
 
 from celeryref import queues
 from celeryref.errors import InvalidArguments
+from celeryref.settings import SettingsError, settings
 from celeryref.workflows import builtin
-from celeryref.workflows.definition import Workflow, validate
+from celeryref.workflows.definition import Workflow, WorkflowDefinitionError, validate
 
 _T = queues.TASK_PACKAGE
 
@@ -70,5 +71,20 @@ def names() -> list[str]:
     return sorted(_workflows)
 
 
-for _workflow in builtin.BUILTIN_WORKFLOWS:
-    register(_workflow)
+def _register_builtins() -> None:
+    """Register the built-in workflows; a deployment whose settings cannot run one of
+    them (a step timeout that does not fit under ``BROKER_VISIBILITY_TIMEOUT``) fails at
+    start with a :class:`~celeryref.settings.SettingsError` naming the variable."""
+    for workflow in builtin.BUILTIN_WORKFLOWS:
+        try:
+            register(workflow)
+        except WorkflowDefinitionError as exc:
+            raise SettingsError(
+                f"BROKER_VISIBILITY_TIMEOUT={settings.broker_visibility_timeout} cannot run the"
+                f" built-in workflow {workflow.name!r}: {exc}. Raise BROKER_VISIBILITY_TIMEOUT"
+                " above the longest step's timeout + its hard-limit grace + the margin"
+                " (docs/RELIABILITY.md, F23)."
+            ) from None
+
+
+_register_builtins()

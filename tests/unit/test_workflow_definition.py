@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from celeryref.workflows import registry
@@ -138,3 +142,23 @@ def test_every_allowlisted_step_task_exists() -> None:
 
     app.loader.import_default_modules()
     assert set(TASKS.values()) <= set(app.tasks)
+
+
+def test_a_visibility_timeout_too_short_for_a_builtin_workflow_is_a_settings_error() -> None:
+    """A clear SettingsError naming the variable at start, not a crash in validation."""
+    env = {
+        **os.environ,
+        "BROKER_VISIBILITY_TIMEOUT": "150",
+        "TASK_TIME_LIMIT": "30",
+        "TASK_SOFT_TIME_LIMIT": "20",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", "import celeryref.workflows.registry"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("celeryref.settings.SettingsError: BROKER_VISIBILITY_TIMEOUT=150")
