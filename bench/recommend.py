@@ -120,9 +120,9 @@ def recommendations(results: Results) -> str:
     if base_n and dep_n:
         text = (
             f"* **Short tasks on `default`**: the deployment drains {dep_n['drain_per_s']}/s "
-            f"against the baseline's {base_n['drain_per_s']}/s; per task it pays for "
-            "`BaseTask` bookkeeping (delivery guard, stats history), task events and "
-            "INFO start/finish log lines, and acks_late with prefetch 1."
+            f"against the baseline's {base_n['drain_per_s']}/s; per task it pays for the "
+            "delivery guard (one round trip), batched task events and acks_late with "
+            "prefetch 1 (docs/PERFORMANCE.md)."
         )
         if late:
             verdict = (

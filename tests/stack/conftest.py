@@ -37,6 +37,10 @@ STACK_ENV = {
     # Short intervals so beat and healthchecks are observable within a test.
     "BEAT_HEARTBEAT_SECONDS": "2",
     "HEALTHCHECK_INTERVAL": "5s",
+    # As the development .env: the demo and the fetch tests read the API's /healthz.
+    # (tests/conftest.py allowlists 127.0.0.1 for the integration tier's fake servers;
+    # that value must not reach the stack's containers.)
+    "EGRESS_ALLOWED_HOSTS": "app:8000",
 }
 
 
