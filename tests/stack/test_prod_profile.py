@@ -27,7 +27,15 @@ from tests.conftest import ROOT, docker_compose_available, missing, wait_for
 PROJECT = "celeryref-prodtest"
 FILES = ("docker-compose.yml", "compose.prod.yml")
 BASE = "http://127.0.0.1:48000"
-PROD_ENV = {"APP_HOST_PORT": "48000", "FLOWER_HOST_PORT": "45555", "HEALTHCHECK_INTERVAL": "5s"}
+PROD_ENV = {
+    "APP_HOST_PORT": "48000",
+    "FLOWER_HOST_PORT": "45555",
+    "HEALTHCHECK_INTERVAL": "5s",
+    # An image tag of its own: rebuilding `celeryref/app:latest` here gave the stack
+    # tier's running project a new image, and its next `up --scale` recreated every
+    # service mid-session (stale containers in its heartbeat rows).
+    "APP_IMAGE": "celeryref/app:prodtest",
+}
 LONG_RUNNING = [
     "redis",
     "postgres",
