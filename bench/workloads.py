@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -113,6 +114,24 @@ def _drain(b: Bench, side: Side, queue: str, workers: list[str], count: int) -> 
     }
 
 
+@contextmanager
+def _tuned_worker(b: Bench) -> Iterator[tuple[str, Callable[[dict[str, str]], str]]]:
+    """The deployment's ``worker`` paused on ``default`` while worker-tuned serves it.
+
+    Yields the queue and ``start(env)``, which (re)creates worker-tuned with ``env``
+    (its pool, concurrency, prefetch) and returns its worker name; afterwards
+    worker-tuned is removed and ``worker`` consumes again.
+    """
+    service, queue = b.deployment.roles["default"]
+    deployed = b.stack.wait_workers(service, 1)
+    b.stack.pause(queue, deployed)
+    try:
+        yield queue, lambda env: b.stack.restart_with("worker-tuned", env, profile="bench-tuned")
+    finally:
+        b.stack.stop("worker-tuned")
+        b.stack.resume(queue, deployed)
+
+
 def noop_drain(b: Bench) -> list[Row]:
     """1. Pre-load no-ops (no result); tasks/s drained and enqueued."""
     rows: list[Row] = []
@@ -129,16 +148,9 @@ def noop_drain(b: Bench) -> list[Row]:
     finally:
         b.stack.restart_with(service, {})
     # The deployment's app and tasks on a threads pool with a deeper prefetch.
-    service, queue = b.deployment.roles["default"]
-    deployed = b.stack.wait_workers(service, 1)
-    b.stack.pause(queue, deployed)
-    try:
-        tuned = b.stack.restart_with("worker-tuned", {}, profile="bench-tuned")
-        row = _drain(b, b.deployment, queue, [tuned], b.sizes.noop_tasks)
+    with _tuned_worker(b) as (queue, start_tuned):
+        row = _drain(b, b.deployment, queue, [start_tuned({})], b.sizes.noop_tasks)
         rows.append({"side": "deployment, tuned worker (threads x8, prefetch 8)", **row})
-    finally:
-        b.stack.stop("worker-tuned")
-        b.stack.resume(queue, deployed)
     base = rows[1]["drain_per_s"]
     for row in rows:
         row["vs_baseline"] = round(row["drain_per_s"] / base, 2)
@@ -419,14 +431,10 @@ def profiles(b: Bench) -> list[Row]:
     deployed = b.stack.wait_workers(service, 1)
     rows.append({"profile": "deployment as shipped (worker)",
                  **_drain_results(b, b.deployment, queue, deployed, n)})  # fmt: skip
-    b.stack.pause(queue, deployed)
-    try:
+    with _tuned_worker(b) as (queue, start_tuned):
         for label, env in PROFILES.items():
-            tuned = b.stack.restart_with("worker-tuned", env, profile="bench-tuned")
+            tuned = start_tuned(env)
             rows.append({"profile": label, **_drain_results(b, b.deployment, queue, [tuned], n)})
-    finally:
-        b.stack.stop("worker-tuned")
-        b.stack.resume(queue, deployed)
     base = rows[0]["tasks_per_s"]
     for row in rows:
         row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)

@@ -11,7 +11,6 @@ import contextlib
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +30,7 @@ from celeryref.observability.health import node_name
 from celeryref.settings import settings
 from tests.conftest import wait_for
 from tests.integration.conftest import await_ping
+from tests.support.api import PROTECTED_READS
 
 AUTH = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 #: Seconds within which every request of a flood must have been answered.
@@ -179,15 +179,7 @@ def client(clean_state: None) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/tasks/0f8fad5b-d9cb-469f-a165-70867728950e",
-        f"/workflows/{uuid.uuid4()}",
-        f"/jobs/{uuid.uuid4()}",
-        "/workers",
-        "/queues",
-        "/metrics",
-        "/dead-letters",
-    ],
+    PROTECTED_READS,
 )
 def test_reads_need_the_token(client: TestClient, path: str) -> None:
     """Results, executions, jobs, workers, queues and metrics: 401 without the token or

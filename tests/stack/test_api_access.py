@@ -10,6 +10,7 @@ import requests
 
 from tests.conftest import DOTENV
 from tests.stack.conftest import STACK_ENV, Stack
+from tests.support.api import PROTECTED_READS
 
 BASE = f"http://127.0.0.1:{STACK_ENV['APP_HOST_PORT']}"
 AUTH = {"Authorization": f"Bearer {DOTENV['API_TOKEN']}"}
@@ -17,15 +18,7 @@ AUTH = {"Authorization": f"Bearer {DOTENV['API_TOKEN']}"}
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/tasks/0f8fad5b-d9cb-469f-a165-70867728950e",
-        f"/workflows/{uuid.uuid4()}",
-        f"/jobs/{uuid.uuid4()}",
-        "/workers",
-        "/queues",
-        "/metrics",
-        "/dead-letters",
-    ],
+    PROTECTED_READS,
 )
 def test_reads_need_the_token(stack: Stack, path: str) -> None:
     assert requests.get(f"{BASE}{path}", timeout=10).status_code == 401

@@ -23,6 +23,7 @@ import requests
 
 from devtools.harness import ComposeError, ComposeProject
 from tests.conftest import ROOT, docker_compose_available, missing, wait_for
+from tests.stack.conftest import PYTHON_LONG_RUNNING
 
 PROJECT = "celeryref-prodtest"
 FILES = ("docker-compose.yml", "compose.prod.yml")
@@ -36,18 +37,7 @@ PROD_ENV = {
     # service mid-session (stale containers in its heartbeat rows).
     "APP_IMAGE": "celeryref/app:prodtest",
 }
-LONG_RUNNING = [
-    "redis",
-    "postgres",
-    "app",
-    "worker",
-    "worker-cpu",
-    "worker-io",
-    "worker-priority",
-    "worker-scheduled",
-    "beat",
-    "flower",
-]
+LONG_RUNNING = ["redis", "postgres", *PYTHON_LONG_RUNNING]
 #: Variables that hold a secret in development; none may reach a production container.
 SECRET_VARIABLES = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "FLOWER_BASIC_AUTH")
 

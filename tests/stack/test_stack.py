@@ -15,18 +15,8 @@ from celery.result import AsyncResult
 from celeryref import queues
 from celeryref.app.single_beat import LOCK_KEY
 from celeryref.observability.queue_depth import queue_depths
-from tests.stack.conftest import STACK_ENV, Stack, holds_beat_lock, wait_for
+from tests.stack.conftest import PYTHON_LONG_RUNNING, STACK_ENV, Stack, holds_beat_lock, wait_for
 
-PYTHON_LONG_RUNNING = [
-    "app",
-    "worker",
-    "worker-cpu",
-    "worker-io",
-    "worker-priority",
-    "worker-scheduled",
-    "beat",
-    "flower",
-]
 TASKS = f"{queues.TASK_PACKAGE}"
 #: How each row of the demo's pattern table begins (celeryref/client/patterns.py).
 PATTERN_ROWS = (
