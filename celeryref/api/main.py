@@ -125,7 +125,9 @@ def broker_unavailable(exc: BaseException) -> JSONResponse:
     refuses writes at its maxmemory (F19: ``OOM command not allowed``, a ``ResponseError``
     that kombu re-raises as an ``OperationalError``; both handlers below catch it).
 
-    Nothing was accepted, so the client keeps the request and sends it again.
+    The client keeps the request and sends it again. Nothing was accepted, with one
+    exception the API cannot tell apart: Redis took a task's message but its reply was
+    lost (F25). A resend under the same ``idempotency_key`` then runs it at most once.
     """
     problem = (
         "the broker (Redis) is full (maxmemory reached)"
@@ -133,7 +135,10 @@ def broker_unavailable(exc: BaseException) -> JSONResponse:
         else "the broker (Redis) is unavailable"
     )
     logger.warning("answering 503, %s: %s: %s", problem, type(exc).__name__, exc)
-    detail = f"{problem}; nothing was accepted, retry later ({type(exc).__name__}: {exc})"
+    detail = (
+        f"{problem}; not accepted, retry later (a resend under the same idempotency_key"
+        f" runs at most once) ({type(exc).__name__}: {exc})"
+    )
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

@@ -13,12 +13,14 @@ from kombu.entity import Exchange, Queue
 from celeryref import queues
 from celeryref.app import single_beat
 from celeryref.app.beat_schedule import beat_schedule
+from celeryref.reliability import put_once
 from celeryref.settings import Settings
+from celeryref.upstream import redis_channel
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
     """Celery settings derived from :class:`~celeryref.settings.Settings`."""
-    retry_policy = {
+    retry_policy: dict[str, Any] = {
         "max_retries": s.redis_max_retries,
         "interval_start": 0,
         "interval_step": 0.5,
@@ -27,6 +29,10 @@ def celery_config(s: Settings) -> dict[str, Any]:
     return {
         "broker_url": s.broker_url,
         "result_backend": s.result_backend_url,
+        # TLS to Redis (REDIS_TLS): certificate and host name verified; redbeat reads
+        # broker_use_ssl too. Without them kombu accepts any certificate for rediss://.
+        "broker_use_ssl": s.redis_ssl_options,
+        "redis_backend_use_ssl": s.redis_ssl_options,
         # Never pickle: a message must not be able to run code on deserialization.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -59,6 +65,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
             # after this long instead of hanging the caller (kombu waits forever).
             "socket_timeout": s.redis_socket_timeout,
             "socket_connect_timeout": s.redis_socket_timeout,
+            # How long a publish's id is kept, so that kombu's retry of a publish
+            # whose reply was lost does not push it twice (F25).
+            redis_channel.PUT_ONCE_OPTION: put_once.seconds_for(
+                s.redis_max_retries, s.redis_socket_timeout, retry_policy["interval_max"]
+            ),
         },
         # Each attempt may wait socket_timeout: few attempts bound a client's publish
         # to a frozen Redis (Celery's defaults, 4 publish attempts and 21 result-store

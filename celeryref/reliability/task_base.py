@@ -147,7 +147,9 @@ class BaseTask(Task):
         return result
 
     def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self.idempotent:
+        # A client's key makes any task at most once (F18, F25): a send whose outcome the
+        # API could not know (503) and the client's resend under the key are one run.
+        if not self.idempotent and getattr(self.request, idempotency.HEADER, None) is None:
             return self.run(*args, **kwargs)
         key = self.idempotency_key(args, kwargs)
         lease = idempotency.lease_for(self.hard_time_limit())

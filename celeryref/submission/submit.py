@@ -8,11 +8,15 @@ remembered id nobody was given, never a running task the API called "not accepte
 
 With a client ``idempotency_key`` (F18, :mod:`celeryref.submission.client_keys`) the
 key's row is inserted, the message sent, and only then the row committed: a send that
-fails rolls the key back (the 503 is true, nothing was accepted), and a second post
-with the key returns the first task id. Sending inside the transaction, rather than
-committing an outbox row first, is right here because a catalog task reads nothing
-the transaction writes (a workflow step does: see :func:`celeryref.workflows.engine.start`),
-and because it never needs a republish, which would run a non-idempotent task twice.
+fails rolls the key back (503), and a second post with the key returns the first task
+id. A send that failed after Redis took the message (its reply lost, F25) leaves that
+message queued although the key was rolled back; the message carries the key, and the
+worker claims it (:meth:`celeryref.reliability.task_base.BaseTask._run_once`), so the
+client's resend under the key and the message the API could not confirm run once.
+Sending inside the transaction, rather than committing an outbox row first, is right
+here because a catalog task reads nothing the transaction writes (a workflow step
+does: see :func:`celeryref.workflows.engine.start`), and because it never needs a
+republish, which would run a non-idempotent task twice.
 """
 
 from __future__ import annotations

@@ -87,17 +87,20 @@ PATCHES: tuple[Patch, ...] = (
             "kombu.transport.virtual.base:QoS.append",
             "kombu.transport.virtual.base:Channel._get_message_priority",
             "kombu.transport.virtual.base:Transport._deliver",
+            "kombu.transport.virtual.base:Channel.prepare_message",
+            "kombu.messaging:Producer._publish",
         ),
         upstream_issue=(
             "F12: https://github.com/celery/kombu/issues/582 (the same AttributeError in"
             " _connparams from a channel closed after its transport, kombu 3.0; closed);"
             " F13: none known; F9: https://github.com/celery/kombu/issues/305 (open: the"
-            " BRPOP-to-unacked window when the consumer dies)"
+            " BRPOP-to-unacked window when the consumer dies); F25: none known"
         ),
         controls={
             "F12": f"{_TRANSPORT}::test_kombus_own_channel_still_crashes_there",
             "F13": f"{_TRANSPORT}::test_kombus_own_channel_loses_the_message_there",
             "F9": f"{_WINDOW}::test_kombus_own_channel_loses_the_message_there",
+            "F25": f"{_WINDOW}::test_kombus_own_channel_pushes_a_retried_publish_twice",
         },
     ),
     Patch(

@@ -65,6 +65,8 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from celeryref.reliability import put_once
+
 logger = logging.getLogger(__name__)
 
 #: KEYS: the lists to pop, in order; one bell per queue; ``unacked``; ``unacked_index``.
@@ -105,6 +107,10 @@ return nil
 
 #: What ``EVALSHA`` calls :data:`POP` by.
 POP_SHA: Final = hashlib.sha1(POP.encode()).hexdigest()  # noqa: S324 (Redis's name, not security)
+
+#: The transport option giving how long a publish's id is kept (F25,
+#: :func:`celeryref.upstream.put_once.seconds_for`).
+PUT_ONCE_OPTION: Final = "put_once_seconds"
 
 #: What a bell's token holds (nothing: a bell only wakes a consumer).
 TOKEN: Final = b"1"
@@ -222,13 +228,23 @@ class Channel(kombu_redis.Channel):
                 batch.add("pexpire", ring, expires)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            pipe.lpush(key, dumps(message)).lpush(ring, TOKEN)
-            if expires:
-                for pri in self.priority_steps:
-                    pipe.pexpire(self._q_for_pri(queue, pri), expires)
-                pipe.pexpire(ring, expires)
-            pipe.execute()
+        expiring = ([self._q_for_pri(queue, pri) for pri in self.priority_steps], expires)
+        put_id = put_once.stamp(message)  # F25: before dumps, so a retry carries it too
+        with self.conn_or_acquire() as client:
+            if put_id is not None:
+                keep = int(self.connection.client.transport_options.get(PUT_ONCE_OPTION, 0))
+                keep = keep or put_once.seconds_for(20, 5, 1)  # Celery's retries, our timeouts
+                lists = (key, ring)
+                prefix = self.global_keyprefix
+                put_once.push(client, put_id, dumps(message), lists, keep, expiring, prefix)
+                return
+            with client.pipeline(transaction=False) as pipe:
+                pipe.lpush(key, dumps(message)).lpush(ring, TOKEN)
+                if expires:
+                    for name in expiring[0]:
+                        pipe.pexpire(name, expires)
+                    pipe.pexpire(ring, expires)
+                pipe.execute()
 
     def _brpop_start(self, timeout: int | None = None) -> None:
         """Send the pop, or the wait on the bells; :meth:`_brpop_read` reads its reply."""

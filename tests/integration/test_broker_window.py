@@ -25,16 +25,19 @@ from kombu import Connection, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
 from celeryref.celery_app import app
+from celeryref.reliability import put_once
 from celeryref.settings import settings
 from celeryref.upstream import redis_channel
 
 
 class CuttingProxy:
-    """A TCP proxy to ``upstream`` that cuts the connection whose reply carries ``marker``."""
+    """A TCP proxy to ``upstream`` that cuts, once, the connection whose reply carries
+    ``marker`` (``on_request``: the reply to the request that carries it, F25)."""
 
-    def __init__(self, upstream: tuple[str, int], marker: bytes) -> None:
+    def __init__(self, upstream: tuple[str, int], marker: bytes, on_request: bool = False) -> None:
         self.upstream = upstream
         self.marker = marker
+        self.on_request = on_request
         #: Set once a reply carrying :attr:`marker` was dropped and its connection cut.
         self.cut = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -54,9 +57,12 @@ class CuttingProxy:
                 return  # closed
             server = socket.create_connection(self.upstream)
             self._sockets += [client, server]
+            armed = threading.Event()  # this connection's request carried the marker
             for source, sink, scan in ((client, server, False), (server, client, True)):
                 thread = threading.Thread(
-                    target=self._pump, args=(source, sink, scan, client, server), daemon=True
+                    target=self._pump,
+                    args=(source, sink, scan, armed, client, server),
+                    daemon=True,
                 )
                 self._threads.append(thread)
                 thread.start()
@@ -66,6 +72,7 @@ class CuttingProxy:
         source: socket.socket,
         sink: socket.socket,
         scan: bool,
+        armed: threading.Event,
         *pair: socket.socket,
     ) -> None:
         tail = b""
@@ -75,7 +82,10 @@ class CuttingProxy:
             except OSError:
                 data = b""
             seen = tail + data
-            if scan and self.marker in seen:  # drop this reply, cut both sides
+            if self.on_request and not scan and self.marker in seen:
+                armed.set()  # before the request goes on: its reply cannot come first
+            carried = armed.is_set() if self.on_request else self.marker in seen
+            if scan and data and carried and not self.cut.is_set():  # drop it, cut both
                 self.cut.set()
                 _cut(*pair)
                 return
@@ -181,6 +191,62 @@ def cut_inside_the_window(queue: Queue) -> tuple[str, list[Any], BaseException]:
     finally:
         proxy.close()
     return marker, received, error
+
+
+def publish_through(proxy: CuttingProxy, queue: Queue, marker: str) -> None:
+    """Publish one message marked ``marker`` through ``proxy`` as Celery does: with
+    kombu's retry on connection errors."""
+    url = urlsplit(settings.broker_url)
+    credentials = url.netloc.rpartition("@")[0]
+    proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    policy = {"max_retries": 3, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
+    with Connection(proxied, transport_options=_options()) as connection:
+        Producer(connection).publish(
+            {"n": 1},
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            headers={"f9": marker},
+            retry=True,
+            retry_policy=policy,
+        )
+
+
+def publish_losing_the_reply(queue: Queue) -> dict[str, list[str]]:
+    """Publish one message whose push reaches Redis while its reply is lost (the
+    connection cut); where the message is afterwards."""
+    marker = uuid.uuid4().hex
+    with Connection(settings.broker_url, transport_options=_options()) as connection:
+        queue(connection.default_channel).declare()
+    upstream = (urlsplit(settings.broker_url).hostname or "", _port())
+    proxy = CuttingProxy(upstream, marker.encode(), on_request=True)
+    try:
+        publish_through(proxy, queue, marker)
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set(), "the proxy never saw the publish"
+    return where_is(marker, queue)
+
+
+def test_kombus_own_channel_pushes_a_retried_publish_twice(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control (F25): with kombu's channel a publish whose reply is lost is retried (by
+    redis-py or kombu's ``ensure``) and Redis gets the message twice: one task id, two
+    runs. When this fails, kombu closed the hole upstream and ``put_once`` can go."""
+    monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Channel)
+    found = publish_losing_the_reply(queue)
+    assert len(found[queue.name]) == 2, found
+
+
+def test_a_retried_publish_is_pushed_once(queue: Queue) -> None:
+    """F25: the same lost reply with the installed channel: the retry carries the first
+    attempt's id, the script sees it, and the queue holds the message once."""
+    assert kombu_redis.Transport.Channel is redis_channel.Channel
+    redis.Redis.from_url(settings.broker_url).script_flush()  # as after a restart: reloaded
+    found = publish_losing_the_reply(queue)
+    assert list(found) == [queue.name]
+    (raw,) = found[queue.name]
+    assert put_once.HEADER in json.loads(raw)["headers"]
 
 
 def _port() -> int:

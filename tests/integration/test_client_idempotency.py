@@ -6,8 +6,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import kombu.exceptions
 import pytest
 import redis
+from celery import Celery
 from fastapi.testclient import TestClient
 
 from celeryref import queues
@@ -71,6 +73,48 @@ def test_the_same_key_twice_on_tasks_is_one_task(client: TestClient, worker: Any
     assert done["result"] == 5
     other = client.post("/tasks", json={**body, "args": {"x": 2, "y": 4}}, headers=AUTH)
     assert other.status_code == 422 and "order-1" in other.text, other.text
+
+
+def test_a_send_the_api_could_not_confirm_and_its_resend_run_once(
+    client: TestClient, worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F25: Redis took the message but the API never learnt it (the reply lost, kombu gave
+    up): 503, the key is not kept, the client resends under the key and gets a second task
+    id. The worker claims the client's key, so the two messages are one run: one key row,
+    owned by one of the two, and both ids report its result (before: no key row, two runs)."""
+    sent = Celery.send_task
+
+    def lost_reply(app: Celery, *args: Any, **kwargs: Any) -> Any:
+        sent(app, *args, **kwargs)
+        raise kombu.exceptions.OperationalError("Timeout reading from socket")
+
+    body = {"task": "add", "args": {"x": 20, "y": 22}, "idempotency_key": "order-lost-reply"}
+    with monkeypatch.context() as patch:
+        patch.setattr(Celery, "send_task", lost_reply)
+        unsure = client.post("/tasks", json=body, headers=AUTH)
+    assert unsure.status_code == 503, unsure.text
+    resent = client.post("/tasks", json=body, headers=AUTH)
+    assert resent.status_code == 202, resent.text
+    assert queued(queues.DEFAULT) == 2
+    with worker(queues.DEFAULT):
+        wait_for(lambda: queued(queues.DEFAULT) == 0, 30, "both messages taken")
+        done = wait_for(
+            lambda: (
+                (b := client.get(resent.json()["status_url"], headers=AUTH).json())["state"]
+                == "SUCCESS"
+                and b
+            ),
+            30,
+            "the resent task",
+        )
+    assert done["result"] == 42
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT state, owner_task_id FROM idempotency_keys WHERE key LIKE %s",
+            ("%:order-lost-reply",),
+        )
+        keys = cur.fetchall()
+    assert len(keys) == 1 and keys[0][0] == "succeeded", keys
 
 
 def test_the_same_key_twice_on_workflows_is_one_execution(client: TestClient) -> None:
