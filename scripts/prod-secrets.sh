@@ -8,6 +8,7 @@
 # nothing. The directory is 0700 (other host users cannot reach the files); the files
 # are 0644 because each container reads its own as its own non-root user (Compose
 # bind-mounts them unchanged outside Swarm).
+# redis_keda_password: KEDA's read-only Redis user, Kubernetes only (deploy/k8s).
 set -euo pipefail
 dir="${1:-${SECRETS_DIR:-./secrets}}"
 mkdir -p "$dir"
@@ -17,7 +18,7 @@ random() { head -c 24 /dev/urandom | base64 | tr '+/' '-_'; }
 
 for name in redis_worker_password redis_api_password redis_beat_password \
     redis_flower_password redis_ops_password postgres_superuser_password postgres_owner_password \
-    postgres_app_password api_token flower_basic_auth; do
+    postgres_app_password api_token flower_basic_auth redis_keda_password; do
     file="$dir/$name"
     [ -s "$file" ] && continue
     value="$(random)"
