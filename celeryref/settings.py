@@ -29,11 +29,12 @@ reason; split up, the settings would need a second list to find them.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Self
-from urllib.parse import quote
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import quote, urlencode
 
 from pydantic import (
     AfterValidator,
@@ -122,6 +123,8 @@ Port = Annotated[int, AfterValidator(_tcp_port)]
 Text = Annotated[str, BeforeValidator(_blank_is_unset)]
 #: A comma-separated variable (``NoDecode``: not read as JSON).
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+#: libpq's ``sslmode`` values.
+PostgresSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class Settings(BaseSettings):
@@ -146,12 +149,23 @@ class Settings(BaseSettings):
     redis_result_db: NonNegativeInt = 1
     #: Redis database for the application's own keys (locks, guards, breakers).
     redis_state_db: NonNegativeInt = 2
+    #: Connect to Redis over TLS (``rediss://``), verifying its certificate and host name
+    #: (every client: broker, results, beat, state); a worker on another host needs it.
+    redis_tls: bool = False
+    #: CA bundle (PEM) that signed the Redis server's certificate; unset: the system's CAs.
+    redis_tls_ca_file: Text | None = None
 
     postgres_host: str = "postgres"
     postgres_port: Port = 5432
     postgres_user: str = "celeryref"
     postgres_password: SecretStr = SecretStr("changeme")
     postgres_db: str = "celeryref"
+    #: libpq's ``sslmode``: ``verify-full`` for a database reached over a network (TLS,
+    #: certificate and host name checked); unset: libpq's default (``prefer``, unverified).
+    postgres_sslmode: PostgresSslMode | None = None
+    #: CA bundle (PEM) libpq checks the server's certificate against (``sslrootcert``;
+    #: ``system``: the system's CAs); needs ``POSTGRES_SSLMODE`` ``verify-ca``/``verify-full``.
+    postgres_sslrootcert: Text | None = None
     #: Connections opened per worker process at init (SPEC F4).
     db_pool_min: int = 1
     #: Upper bound of connections per worker process; a thread-pool worker
@@ -307,6 +321,19 @@ class Settings(BaseSettings):
             raise SettingsError("ALERT_EMAIL_TO is set but SMTP_HOST is not: e-mail cannot be sent")
         return self
 
+    @model_validator(mode="after")
+    def _tls_files_are_never_ignored(self) -> Self:
+        """A CA file where nothing would check a certificate against it: the operator
+        expects TLS that is not happening, so refuse rather than talk in clear."""
+        if self.redis_tls_ca_file and not self.redis_tls:
+            raise SettingsError("REDIS_TLS_CA_FILE is set but REDIS_TLS is not: set REDIS_TLS=true")
+        if self.postgres_sslrootcert and self.postgres_sslmode not in {"verify-ca", "verify-full"}:
+            raise SettingsError(
+                "POSTGRES_SSLROOTCERT is set but POSTGRES_SSLMODE is "
+                f"{self.postgres_sslmode or 'unset'}: set POSTGRES_SSLMODE=verify-full"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _absent_secrets_are_empty_outside_development(cls, data: Any) -> Any:
@@ -361,9 +388,20 @@ class Settings(BaseSettings):
         )
 
     def _redis_url(self, db: int) -> str:
+        scheme = "rediss" if self.redis_tls else "redis"
         user = quote(self.redis_username or "", safe="")
         password = quote(self.redis_password.get_secret_value(), safe="")
-        return f"redis://{user}:{password}@{self.redis_host}:{self.redis_port}/{db}"
+        return f"{scheme}://{user}:{password}@{self.redis_host}:{self.redis_port}/{db}"
+
+    @property
+    def redis_ssl_options(self) -> dict[str, Any]:
+        """TLS keyword arguments of every Redis client (redis-py's names, which Celery's
+        ``broker_use_ssl``/``redis_backend_use_ssl`` pass through); empty without TLS.
+        Explicit because kombu accepts any certificate for a bare ``rediss://`` URL."""
+        if not self.redis_tls:
+            return {}
+        ca = {"ssl_ca_certs": self.redis_tls_ca_file} if self.redis_tls_ca_file else {}
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True, **ca}
 
     @property
     def broker_url(self) -> str:
@@ -381,10 +419,12 @@ class Settings(BaseSettings):
     def database_dsn(self) -> str:
         user = quote(self.postgres_user, safe="")
         password = quote(self.postgres_password.get_secret_value(), safe="")
+        tls = {"sslmode": self.postgres_sslmode, "sslrootcert": self.postgres_sslrootcert}
+        query = urlencode({key: value for key, value in tls.items() if value}, quote_via=quote)
         return (
             f"postgresql://{user}:{password}@{self.postgres_host}:"
             f"{self.postgres_port}/{self.postgres_db}"
-        )
+        ) + (f"?{query}" if query else "")
 
     @property
     def is_development(self) -> bool:

@@ -25,6 +25,20 @@ def client() -> redis.Redis:
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_socket_timeout,
         health_check_interval=30,
+        **settings.redis_ssl_options,
+    )
+
+
+@lru_cache(maxsize=1)
+def results_client() -> redis.Redis:
+    """The process-wide client for the result database (``result_backend_url``): the
+    delivery counts live there (:mod:`celeryref.reliability.delivery_guard`)."""
+    return redis.Redis.from_url(
+        settings.result_backend_url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        health_check_interval=30,
+        **settings.redis_ssl_options,
     )
 
 

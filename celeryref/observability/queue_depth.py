@@ -18,7 +18,12 @@ from celeryref.settings import settings
 @lru_cache(maxsize=1)
 def broker_client() -> redis.Redis:
     """A client of the broker's database (read-only use)."""
-    return redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(
+        settings.broker_url,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        **settings.redis_ssl_options,
+    )
 
 
 def queue_depths(client: redis.Redis | None = None) -> dict[str, int]:
