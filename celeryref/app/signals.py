@@ -12,7 +12,8 @@ A database that is down at start-up does not crash the process: the pool then
 opens on first use, when the task's own retry policy applies.
 
 Logging (:mod:`celeryref.observability.logs`) is configured here too, see
-:func:`configure_logging`.
+:func:`configure_logging`; and every task publish gets its publish id here
+(:func:`celeryref.reliability.put_once.stamp`, F25).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg2
 from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import (
+    before_task_publish,
     import_modules,
     setup_logging,
     worker_process_init,
@@ -34,6 +36,7 @@ from celery.utils.log import get_multiprocessing_logger
 
 from celeryref.adapters import db
 from celeryref.observability import logs, task_stats
+from celeryref.reliability import put_once
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +113,7 @@ def configure_flower_logging(**_: Any) -> None:
     """
     if not logs.is_configured():
         logs.configure()
+
+
+#: Every task publish gets a new id, so kombu's retry of it is pushed once (F25).
+before_task_publish.connect(put_once.stamp, weak=False)

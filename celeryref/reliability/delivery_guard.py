@@ -46,19 +46,29 @@ def delivery_key(task_id: str, retries: int) -> str:
     return redis_state.key("deliveries", task_id, retries)
 
 
+def client() -> redis.Redis:
+    """Where the counts live: the result database, so that the task's STARTED write
+    counts its delivery in the same round trip
+    (:mod:`celeryref.upstream.result_backend`; issue 15)."""
+    return redis_state.results_client()
+
+
+def count_ttl() -> int:
+    """Seconds a count lives: it outlives every redelivery path (visibility timeout
+    included), then expires by itself."""
+    return settings.broker_visibility_timeout * (settings.max_deliveries + 1)
+
+
 def record_delivery(task_id: str, retries: int) -> int:
     """Count one delivery of attempt ``retries`` of ``task_id``; return the count of its
-    deliveries without an outcome, this one included.
-
-    The counter outlives every redelivery path (visibility timeout included) and
-    then expires by itself.
-    """
+    deliveries without an outcome, this one included. (A task whose STARTED write
+    counted it already reads the count from its request instead.)"""
     key = delivery_key(task_id, retries)
     # One round trip, no MULTI/EXEC: a count without its expiry needs the connection
     # cut between two commands sent in one write, and then only outlives its use.
-    pipe = redis_state.client().pipeline(transaction=False)
+    pipe = client().pipeline(transaction=False)
     pipe.incr(key)
-    pipe.expire(key, settings.broker_visibility_timeout * (settings.max_deliveries + 1))
+    pipe.expire(key, count_ttl())
     count, _ = pipe.execute()
     return int(count)
 
@@ -91,7 +101,7 @@ def write_forgiven() -> None:
         return
     for task_id, retries in list(_unwritten):
         try:
-            redis_state.client().eval(_TAKE_BACK, 1, delivery_key(task_id, retries))
+            client().eval(_TAKE_BACK, 1, delivery_key(task_id, retries))
         except redis.ResponseError:
             logger.exception("delivery count of %s[%s] not taken back", task_id, retries)
         except Exception as exc:

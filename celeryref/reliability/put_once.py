@@ -8,14 +8,16 @@ already and the retry pushes it again: two messages with one task id, and the ta
 twice. Stock kombu has that hole (``tests/integration/test_broker_window.py`` has the
 control).
 
-Here the first attempt stamps a random id into the message's headers (:data:`HEADER`).
-kombu passes the same headers object to every attempt of one publish
-(``Producer.publish`` hands its ``headers`` to each ``_publish`` call, and
-``prepare_message`` puts that object in the message), so a retry carries the same id,
-while every new publish (a Celery retry, an outbox or deferred-task sweep, a dead-letter
-replay) builds new headers and gets a new one. :data:`PUT` pushes the message and rings
-its queue's bell only if ``SET NX`` on the id's key succeeds, all in one script: one
-round trip, as before, and under ``maxmemory`` the whole script is refused or runs.
+Here every task publish gets a new random id in its headers (:data:`HEADER`), stamped
+by Celery's ``before_task_publish`` signal (:func:`stamp`, connected in
+:mod:`celeryref.app.signals`), which fires once per publish, outside the retries: kombu
+and Celery hand the same headers dict to every attempt of one publish, so a retry
+carries the same id, while every new publish (a Celery retry, whose headers are copied
+from the request that carries the old id; an outbox or deferred-task sweep; a
+dead-letter replay) is given a new one. :data:`PUT` pushes the message and rings its
+queue's bell only if ``SET NX`` on the id's key succeeds, all in one script: one round
+trip, as before, and under ``maxmemory`` the whole script is refused or runs. A message
+published by plain kombu (no signal, no id) is pushed as kombu pushes it.
 
 The key lives :func:`seconds_for` a publish's whole retry window, so memory grows with
 the publish rate (about 100 bytes per message published in that window).
@@ -60,13 +62,18 @@ def seconds_for(max_retries: int, socket_timeout: float, interval_max: float) ->
     return int((max_retries + 1) * (socket_timeout + interval_max)) + 60
 
 
-def stamp(message: dict[str, Any]) -> str | None:
-    """The publish id in ``message``'s headers, stamped on the first attempt; ``None``
-    for a message without a headers dict (nothing to carry it: pushed as kombu does)."""
+def stamp(headers: dict[str, Any], **_: Any) -> None:
+    """Give a task publish a new id (Celery's ``before_task_publish`` receiver): always a
+    new one, never the one a Celery retry copied from the request it retries."""
+    headers[HEADER] = uuid.uuid4().hex
+
+
+def put_id(message: dict[str, Any]) -> str | None:
+    """The publish id in ``message``'s headers; ``None`` when it has none (not published
+    through Celery: pushed as kombu pushes it)."""
     headers = message.get("headers")
-    if not isinstance(headers, dict) or not headers:
-        return None  # ``prepare_message`` replaces empty headers on every attempt
-    return str(headers.setdefault(HEADER, uuid.uuid4().hex))
+    found = headers.get(HEADER) if isinstance(headers, dict) else None
+    return str(found) if found else None
 
 
 def push(

@@ -107,7 +107,10 @@ class BaseTask(Task):
             return self.run(*args, **kwargs)
         started = time.perf_counter()
         try:
-            deliveries = delivery_guard.record_delivery(request.id, request.retries)
+            # Counted by the STARTED write (one round trip for both, issue 15), else here.
+            deliveries = getattr(request, "delivery_count", None)
+            if deliveries is None:
+                deliveries = delivery_guard.record_delivery(request.id, request.retries)
         except Exception as exc:  # uncounted is a failed attempt: classified, maybe retried
             self._handle_failure(exc, args, kwargs, started)
             raise  # unreachable: _handle_failure always raises

@@ -109,7 +109,7 @@ return nil
 POP_SHA: Final = hashlib.sha1(POP.encode()).hexdigest()  # noqa: S324 (Redis's name, not security)
 
 #: The transport option giving how long a publish's id is kept (F25,
-#: :func:`celeryref.upstream.put_once.seconds_for`).
+#: :func:`celeryref.reliability.put_once.seconds_for`).
 PUT_ONCE_OPTION: Final = "put_once_seconds"
 
 #: What a bell's token holds (nothing: a bell only wakes a consumer).
@@ -229,7 +229,7 @@ class Channel(kombu_redis.Channel):
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         expiring = ([self._q_for_pri(queue, pri) for pri in self.priority_steps], expires)
-        put_id = put_once.stamp(message)  # F25: before dumps, so a retry carries it too
+        put_id = put_once.put_id(message)  # F25
         with self.conn_or_acquire() as client:
             if put_id is not None:
                 keep = int(self.connection.client.transport_options.get(PUT_ONCE_OPTION, 0))

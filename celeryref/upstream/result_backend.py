@@ -13,6 +13,12 @@ Here one Lua script (:data:`STORE`) does the same check and write atomically in 
 waiting on the result, same ``SUCCESS`` guard (now without a gap). Everything else
 (retries via ``ensure``, size limit, chords, reads) is Celery's.
 
+The STARTED write also counts the delivery (F22's redelivery cap,
+:mod:`celeryref.reliability.delivery_guard`) in the same script: the count lives in
+the result database, and the pool process makes two round trips per task (STARTED,
+SUCCESS), as plain Celery does (a ``GET`` and a write), instead of three. The count
+is handed to the task on its request (:data:`COUNT_ATTRIBUTE`).
+
 Selected by :meth:`celeryref.upstream.app.App._get_backend` for ``redis://`` URLs.
 """
 
@@ -20,17 +26,27 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import redis
 from celery import states
 from celery.backends.redis import RedisBackend as CeleryRedisBackend
 from celery.exceptions import BackendStoreError
 
-#: KEYS[1] the result key. ARGV: the encoded meta, seconds to expire (0: never).
-#: Returns 0 when a ``SUCCESS`` is stored already (nothing written), else 1.
+from celeryref.reliability import delivery_guard
+
+#: KEYS[1] the result key, KEYS[2] (optional) a delivery counter. ARGV: the encoded
+#: meta, seconds to expire (0: never), seconds the counter lives. Returns
+#: ``{written, count}``: written 0 when a ``SUCCESS`` is stored already (nothing
+#: written), count the counter after its increment (0 without KEYS[2]).
 STORE: Final = """
+local count = 0
+if KEYS[2] then
+  count = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, meta = pcall(cjson.decode, current)
-  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return 0 end
+  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return {0, count} end
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -39,8 +55,11 @@ else
   redis.call('SET', KEYS[1], ARGV[1])
 end
 redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
+return {1, count}
 """
+
+#: The request attribute carrying the delivery count of the STARTED write.
+COUNT_ATTRIBUTE: Final = "delivery_count"
 
 
 class RedisBackend(CeleryRedisBackend):
@@ -66,11 +85,29 @@ class RedisBackend(CeleryRedisBackend):
             )
         expires = self.failure_expires if state == states.FAILURE else self.expires
         key = self.get_key_for_task(task_id)
-        self.ensure(self._store_unless_succeeded, (key, value, int(expires or 0)))
+        counter = None
+        if state == states.STARTED and getattr(request, "id", None):
+            counter = delivery_guard.delivery_key(request.id, request.retries or 0)
+        args = (key, value, int(expires or 0), counter)
+        try:
+            _, count = self.ensure(self._store_unless_succeeded, args)
+        except redis.ResponseError:
+            if counter is None:
+                raise
+            # The counter refused (not a number): store the state alone, and let the
+            # task count itself, which fails the same way and dead-letters it there.
+            self.ensure(self._store_unless_succeeded, (*args[:3], None))
+            return result
+        if counter is not None:
+            setattr(request, COUNT_ATTRIBUTE, count)
         return result
 
-    def _store_unless_succeeded(self, key: bytes | str, value: Any, expires: int) -> int:
+    def _store_unless_succeeded(
+        self, key: bytes | str, value: Any, expires: int, counter: str | None
+    ) -> tuple[int, int]:
         script = getattr(self, "_store_script", None)
         if script is None:
             script = self._store_script = self.client.register_script(STORE)
-        return int(script(keys=[key], args=[value, expires]))
+        keys = [key] if counter is None else [key, counter]
+        written, count = script(keys=keys, args=[value, expires, delivery_guard.count_ttl()])
+        return int(written), int(count)

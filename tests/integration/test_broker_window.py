@@ -194,8 +194,9 @@ def cut_inside_the_window(queue: Queue) -> tuple[str, list[Any], BaseException]:
 
 
 def publish_through(proxy: CuttingProxy, queue: Queue, marker: str) -> None:
-    """Publish one message marked ``marker`` through ``proxy`` as Celery does: with
-    kombu's retry on connection errors."""
+    """Publish one message marked ``marker`` through ``proxy`` as Celery does: with its
+    publish id (:func:`celeryref.reliability.put_once.stamp`) and kombu's retry on
+    connection errors."""
     url = urlsplit(settings.broker_url)
     credentials = url.netloc.rpartition("@")[0]
     proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
@@ -205,7 +206,7 @@ def publish_through(proxy: CuttingProxy, queue: Queue, marker: str) -> None:
             {"n": 1},
             exchange=queue.exchange,
             routing_key=queue.routing_key,
-            headers={"f9": marker},
+            headers={"f9": marker, put_once.HEADER: marker},  # as Celery's publish has it
             retry=True,
             retry_policy=policy,
         )

@@ -28,7 +28,7 @@ from tests.support import tasks as support
 
 def deliveries(task_id: str) -> int:
     """Deliveries of attempt 0 of ``task_id`` counted as deaths so far."""
-    return int(redis_state.client().get(delivery_guard.delivery_key(task_id, 0)) or 0)
+    return int(delivery_guard.client().get(delivery_guard.delivery_key(task_id, 0)) or 0)
 
 
 def queued() -> int:

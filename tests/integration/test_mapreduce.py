@@ -18,7 +18,7 @@ from celery.result import AsyncResult
 
 from bench.tasks.cpu_intensive import naive_mapreduce as mapreduce_naive
 from celeryref import queues
-from celeryref.adapters import db, redis_state
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.errors import InvalidArguments
 from celeryref.mapreduce import generate, jobs, planning, records, reference, store
@@ -273,7 +273,7 @@ def test_a_map_killed_mid_partition_is_redelivered_and_counted_once(
 
     status = wait_final(job_id, timeout=180)
     assert status["status"] == "succeeded", status["error"]
-    deliveries = redis_state.client().get(delivery_guard.delivery_key(victim["id"], 0))
+    deliveries = delivery_guard.client().get(delivery_guard.delivery_key(victim["id"], 0))
     assert int(deliveries) == 2, "the killed map was delivered again"
     assert status["items_processed"] == items
     rows = partial_rows(job_id)

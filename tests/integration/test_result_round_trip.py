@@ -15,11 +15,18 @@ from typing import Any
 
 import pytest
 from celery import states
+from celery.app.task import Context
 from celery.backends.redis import RedisBackend as CeleryRedisBackend
 from redis.connection import AbstractConnection
 
+from celeryref import queues
 from celeryref.celery_app import app
+from celeryref.reliability import delivery_guard
+from celeryref.tasks.default import add
 from celeryref.upstream import result_backend
+
+#: The tier's Redis, up and empty (the file alone, or first in a random order, needs it).
+pytestmark = pytest.mark.usefixtures("clean_state")
 
 
 @contextmanager
@@ -95,3 +102,29 @@ def test_control_celerys_backend_reads_then_writes_in_two_round_trips() -> None:
     with round_trips() as sent:
         stock.store_result(str(uuid.uuid4()), 42, states.SUCCESS)
     assert len(sent) == 2, sent
+
+
+def test_the_started_write_counts_the_delivery_in_the_same_round_trip() -> None:
+    """The STARTED write also counts the delivery (F22's cap) and hands the count to the
+    task on its request: one round trip for both, where the task counted in a second."""
+    backend = app.backend
+    request = Context(id=str(uuid.uuid4()), retries=0)
+    warm(backend)
+    with round_trips() as sent:
+        backend.store_result(request.id, {"pid": 1}, states.STARTED, request=request)
+    assert len(sent) == 1, sent
+    assert request.delivery_count == 1
+    backend.store_result(request.id, {"pid": 1}, states.STARTED, request=request)
+    assert request.delivery_count == 2
+    counted = delivery_guard.client().get(delivery_guard.delivery_key(request.id, 0))
+    assert int(counted or 0) == 2
+    assert backend.get_task_meta(request.id)["status"] == states.STARTED
+
+
+def test_a_task_whose_started_write_counted_does_not_count_again(worker: Any) -> None:
+    """Run by a worker: the task reads the count from its request; counted once."""
+    with worker(queues.DEFAULT):
+        result = add.apply_async((1, 2), queue=queues.DEFAULT)
+        assert result.get(timeout=30) == 3
+    counted = delivery_guard.client().get(delivery_guard.delivery_key(result.id, 0))
+    assert int(counted or 0) == 1

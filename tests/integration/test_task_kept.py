@@ -11,7 +11,7 @@ import redis
 from celery.result import AsyncResult
 
 from celeryref import queues
-from celeryref.adapters import db, redis_state
+from celeryref.adapters import db
 from celeryref.celery_app import app
 from celeryref.reliability import delivery_guard
 from celeryref.reliability.dead_letters import store as dead_letters
@@ -105,7 +105,7 @@ def test_a_delivery_that_cannot_be_counted_is_dead_lettered(worker: Any) -> None
     """The delivery counter cannot be incremented (here: its key holds a list): the task is
     not run blind, and it is not dropped either; it is dead-lettered with Redis's reason."""
     task_id = "uncountable"
-    redis_state.client().rpush(delivery_guard.delivery_key(task_id, 0), "not a counter")
+    delivery_guard.client().rpush(delivery_guard.delivery_key(task_id, 0), "not a counter")
     with worker(queues.DEFAULT, queues.PRIORITY):
         support.side_effect.apply_async(("never",), task_id=task_id, queue=queues.DEFAULT)
         entry = wait_for(dead_letters.list_entries, 30, "the dead letter")[0]
