@@ -26,7 +26,7 @@ REGISTRY_HINT := echo "make: if the error above is a registry or DNS error, run 
 
 .DEFAULT_GOAL := help
 .PHONY: help up up-prod down-prod down clean logs ps scale demo queues test test-unit test-integration \
-        test-stack test-faults bench bench-mapreduce lint format offline-images venv lock
+        test-stack test-faults test-swarm bench bench-mapreduce lint format offline-images venv lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -96,12 +96,14 @@ format: $(BIN)/pytest ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix celeryref bench devtools tests
 	$(BIN)/ruff format celeryref bench devtools tests
 
-test: lint ## The whole suite: lint, unit, integration and stack tiers (needs Docker)
+test: lint ## The whole suite: lint, unit, integration, stack and swarm tiers (needs Docker)
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration
 	$(BIN)/pytest tests/stack --ignore-glob='tests/stack/test_faults_*'
 	$(BIN)/pytest -rxX tests/stack/test_faults_workers.py tests/stack/test_faults_input.py \
 	  tests/stack/test_faults_infra.py tests/stack/test_faults_load.py
+# Last: entering/leaving Swarm mode breaks DNS on bridge networks created before it.
+	$(BIN)/pytest tests/swarm
 
 test-unit: $(BIN)/pytest ## Unit tier only (nothing running)
 	$(BIN)/pytest tests/unit
@@ -115,6 +117,9 @@ test-stack: $(BIN)/pytest ## Stack tier (the real compose deployment in Docker)
 test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (docs/RELIABILITY.md)
 	$(BIN)/pytest tests/stack/test_faults_workers.py tests/stack/test_faults_infra.py \
 	  tests/stack/test_faults_input.py tests/stack/test_faults_load.py
+
+test-swarm: $(BIN)/pytest ## Swarm tier: the stack on a single-node swarm (init, deploy, scale, rolling update; leaves it)
+	$(BIN)/pytest tests/swarm
 
 bench: $(VENV)/.bench-installed ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
