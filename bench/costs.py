@@ -10,7 +10,8 @@ with results from this process, waits for every result, and reports per task:
 * Postgres transactions (``xact_commit + xact_rollback`` of the database);
 * CPU microseconds of the worker's main process (the consumer) and of its pool
   processes, from ``/proc/<pid>/stat`` of the container's processes (``docker top``
-  gives their host PIDs);
+  gives their host PIDs), and of the Redis server (``INFO cpu``, idle subtracted):
+  one Redis core divided by it is the ceiling of one Redis (docs/SCALING.md);
 * log lines the worker container wrote;
 * the end-to-end rate (first send to last result).
 
@@ -83,10 +84,13 @@ def pool_cpu_seconds(procs: Processes) -> float:
     return sum(map(cpu_seconds, procs.pool)) + (int(main[13]) + int(main[14])) / _TICKS
 
 
-def _redis_counts(redis: Any) -> tuple[dict[str, int], int]:
+def _redis_counts(redis: Any) -> tuple[dict[str, int], int, float]:
+    """Commands by name, bytes in, and the server's CPU seconds (main thread and I/O)."""
     stats = redis.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    return calls, int(redis.info("stats")["total_net_input_bytes"])
+    cpu = redis.info("cpu")
+    seconds = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return calls, int(redis.info("stats")["total_net_input_bytes"]), seconds
 
 
 def _pg_transactions(pg_dsn: str | None) -> int:
@@ -118,11 +122,17 @@ def _log_lines(container: str, since: float) -> int:
 def _window(redis: Any) -> Iterator[dict[str, Any]]:
     """Redis counters over the body of the ``with``: commands by name, bytes, seconds."""
     redis.config_resetstat()
+    cpu_before = _redis_counts(redis)[2]
     started = time.perf_counter()
     seen: dict[str, Any] = {}
     yield seen
-    calls, net_in = _redis_counts(redis)
-    seen.update(calls=calls, net_in=net_in, seconds=time.perf_counter() - started)
+    calls, net_in, cpu_after = _redis_counts(redis)
+    seen.update(
+        calls=calls,
+        net_in=net_in,
+        seconds=time.perf_counter() - started,
+        redis_cpu=cpu_after - cpu_before,
+    )
 
 
 def measure(
@@ -155,6 +165,8 @@ def measure(
         "redis_commands": round(sum(commands.values()), 1),
         "redis_by_command": ", ".join(f"{k} {v:g}" for k, v in list(commands.items())[:10]),
         "bytes_in_redis": round((busy["net_in"] - idle["net_in"] * scale) / tasks),
+        # The server's own CPU per task (one core is its ceiling: docs/SCALING.md).
+        "cpu_us_redis": round((busy["redis_cpu"] - idle["redis_cpu"] * scale) / tasks * 1e6),
         "pg_transactions": round((_pg_transactions(pg_dsn) - xacts) / tasks, 2),
         "cpu_us_consumer": round((cpu_seconds(procs.main) - cpu_main) / tasks * 1e6),
         "cpu_us_pool": round((pool_after - cpu_pool) / tasks * 1e6),
