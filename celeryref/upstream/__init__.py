@@ -210,12 +210,18 @@ PATCHES: tuple[Patch, ...] = (
             "celery.concurrency.thread:TaskPool.executor",
             "celery.concurrency.thread:ApplyResult",
             "celery.concurrency.base:apply_target",
+            "celery.concurrency.base:BasePool.terminate_job",
             "celery.worker.request:Request.on_timeout",
+            "celery.worker.request:Request.cancel",
         ),
-        upstream_issue="F24: https://github.com/celery/celery/issues/9203 (closed, not fixed)",
+        upstream_issue=(
+            "F24: https://github.com/celery/celery/issues/9203 (closed, not fixed); F26: none known"
+        ),
         controls={
             "F24": "tests/integration/test_thread_time_limits.py"
             "::test_celerys_own_thread_pool_lets_it_succeed",
+            "F26": "tests/integration/test_thread_time_limits.py"
+            "::test_control_celerys_thread_pool_crashes_when_the_soft_shutdown_cancels",
         },
     ),
 )

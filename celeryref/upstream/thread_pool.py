@@ -100,6 +100,15 @@ class _Job:
         self.timeout_callback = None
 
 
+class ApplyResult(thread.ApplyResult):
+    """Celery's thread job handle, which Celery's ``Request.cancel`` can call."""
+
+    def terminate(self, signal: Any = None) -> None:
+        """Celery's cancel: a job not started yet never starts; a running thread cannot be
+        stopped and finishes (see :meth:`TaskPool.terminate_job`)."""
+        self.f.cancel()
+
+
 class TaskPool(thread.TaskPool):
     """Celery's threads pool, enforcing ``time_limit`` (and bounding I/O by
     ``soft_time_limit``) through :mod:`celeryref.reliability.time_budget`."""
@@ -160,7 +169,24 @@ class TaskPool(thread.TaskPool):
                 time_budget.end()
                 job.timeout_callback = None  # the heap keeps the job until its deadline
 
-        return thread.ApplyResult(self.executor.submit(run))
+        return ApplyResult(self.executor.submit(run))
+
+    def terminate_job(self, pid: int, signal: Any = None) -> None:
+        """Celery cancels running tasks at the end of the soft-shutdown window and on a
+        lost broker connection, by terminating their pool job. Celery's threads pool raises
+        ``NotImplementedError`` there (its job handle has no ``terminate`` either): the
+        shutdown crashed, the remaining requests were not cancelled (F26). A thread cannot
+        be killed (see the module docstring): it runs on, bounded by its time budget, and
+        the shutdown waits for it; its outcome is stored and its message acknowledged as
+        usual. A thread still running when the container is killed
+        (``stop_grace_period``) leaves its message unacknowledged: it comes back with the
+        visibility timeout and runs again (keep ``worker-io``'s hard limits inside the
+        grace period, or make such tasks idempotent)."""
+        logger.warning(
+            "a running task cannot be stopped in a thread; the shutdown waits for it to "
+            "finish (signal %s)",
+            signal,
+        )
 
     def _get_info(self) -> Any:
         info = super()._get_info()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery.concurrency import thread
 from celery.exceptions import TimeLimitExceeded
 
 from celeryref import queues
-from celeryref.adapters import db
+from celeryref.adapters import db, redis_state
+from celeryref.celery_app import app
 from celeryref.reliability import idempotency
 from celeryref.reliability.dead_letters import store as dead_letters
+from celeryref.settings import settings
 from celeryref.upstream import thread_pool
 from tests.conftest import ROOT, wait_for
+from tests.integration.test_task_kept import runs_of
 from tests.support import tasks as support
 
 #: What the pool logs when it drops the outcome of a thread past its hard limit.
@@ -74,3 +81,55 @@ def test_celerys_own_thread_pool_lets_it_succeed(worker_process: Any) -> None:
     worker_process(queues.IO_INTENSIVE, name="io-stock", pool="custom", concurrency=4, env=pool)
     result = support.slow_io.apply_async(("stock", WORK_SECONDS), queue=queues.IO_INTENSIVE)
     assert result.get(timeout=30) == {"label": "stock", "runs": 1}
+
+
+def stop_a_thread_task_at_the_soft_shutdown_end(
+    worker_process: Any, monkeypatch: pytest.MonkeyPatch, cls: type, label: str
+) -> Path:
+    """Run a long task on a custom-pool worker running ``cls``, stop the worker with a
+    0.5 s soft-shutdown window (Celery then cancels the running task); the worker's log."""
+    monkeypatch.setenv("WORKER_SOFT_SHUTDOWN_TIMEOUT", "0.5")
+    name = f"io-stop-{label}"
+    node = worker_process(queues.IO_INTENSIVE, name=name, pool="custom", env=custom_pool(cls))
+    support.hold_until_released.apply_async((label,), queue=queues.IO_INTENSIVE)
+    wait_for(lambda: runs_of(label) == 1, 30, "the task to start")
+    (stats,) = app.control.inspect(destination=[node], timeout=5).stats().values()
+    os.kill(stats["pid"], signal.SIGQUIT)  # cold shutdown after the soft window
+    return ROOT / "build" / "test-workers" / f"{name}.log"
+
+
+def queued_io() -> int:
+    broker = redis.Redis.from_url(settings.broker_url)
+    return sum(int(broker.llen(key)) for key in queues.redis_keys(queues.IO_INTENSIVE))
+
+
+def test_control_celerys_thread_pool_crashes_when_the_soft_shutdown_cancels(
+    worker_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control (F26): Celery's threads pool cannot terminate a job: the cancel at the end of
+    the soft-shutdown window raises ``NotImplementedError`` and the shutdown crashes."""
+    log = stop_a_thread_task_at_the_soft_shutdown_end(
+        worker_process, monkeypatch, thread.TaskPool, "stock"
+    )
+    try:
+        wait_for(lambda: "does not implement kill_job" in log.read_text(), 30, "the crash")
+    finally:
+        redis_state.client().set(support.state_key("release", "stock"), 1)  # the thread ends
+
+
+def test_the_soft_shutdown_end_lets_a_thread_task_finish_once(
+    worker_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F26: with our pool the cancel is accepted (a thread cannot be killed), the shutdown
+    goes on, and the thread finishes: the task succeeds once and its message is
+    acknowledged, neither requeued to run again nor left behind."""
+    log = stop_a_thread_task_at_the_soft_shutdown_end(
+        worker_process, monkeypatch, thread_pool.TaskPool, "ours"
+    )
+    wait_for(lambda: "cannot be stopped in a thread" in log.read_text(), 30, "the cancel")
+    redis_state.client().set(support.state_key("release", "ours"), 1)  # the thread ends
+    wait_for(lambda: "Cold shutdown" in log.read_text(), 30, "the shutdown")
+    broker = redis.Redis.from_url(settings.broker_url)
+    wait_for(lambda: broker.hlen("unacked") == 0, 30, "the message acknowledged")
+    assert (queued_io(), runs_of("ours")) == (0, 1)
+    assert "does not implement kill_job" not in log.read_text()
