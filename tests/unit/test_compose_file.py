@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, missing
+from tests.conftest import ROOT
+from tests.support.compose import compose_config
 
 PYTHON_SERVICES = [
     "migrate",
@@ -34,19 +32,8 @@ WORKERS = {
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
-    if shutil.which("docker") is None:
-        missing("docker CLI not installed")
-    run = subprocess.run(
-        ["docker", "compose", "config", "--format", "json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if run.returncode != 0:
-        missing(f"docker compose config failed: {run.stderr[-500:]}")
-    services: dict[str, Any] = json.loads(run.stdout)["services"]
-    return services
+    found: dict[str, Any] = compose_config()["services"]
+    return found
 
 
 def seconds(duration: str) -> float:

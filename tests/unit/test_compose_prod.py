@@ -3,11 +3,8 @@ and the Redis ACL file against the keys the code uses (issue 17)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,8 @@ import pytest
 from celeryref import queues
 from celeryref.adapters import redis_state
 from celeryref.app import single_beat
-from tests.conftest import ROOT, missing
+from tests.conftest import ROOT
+from tests.support.compose import compose_config
 
 ACL = ROOT / "docker" / "prod" / "redis-users.acl"
 #: Variables that hold a secret in development; none may reach a production container.
@@ -24,20 +22,8 @@ SECRET_VARIABLES = {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "FLOWER_
 
 
 def resolve(*files: str, secrets: Path) -> dict[str, Any]:
-    if shutil.which("docker") is None:
-        missing("docker CLI not installed")
-    argv = ["docker", "compose", *(a for f in files for a in ("-f", f))]
-    run = subprocess.run(
-        [*argv, "config", "--format", "json"],
-        cwd=ROOT,
-        env={**os.environ, "SECRETS_DIR": str(secrets)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if run.returncode != 0:
-        missing(f"docker compose config failed: {run.stderr[-500:]}")
-    services: dict[str, Any] = json.loads(run.stdout)["services"]
+    model = compose_config(*files, env={**os.environ, "SECRETS_DIR": str(secrets)})
+    services: dict[str, Any] = model["services"]
     return services
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,10 @@ from typing import Any
 import pytest
 
 from scripts.swarm_stack import port, size_bytes, tmpfs_mount, to_stack
-from tests.conftest import ROOT, missing
+from tests.conftest import missing
+from tests.support import compose as support_compose
 
-WORKERS = ("worker", "worker-cpu", "worker-io", "worker-priority", "worker-scheduled")
+WORKERS = support_compose.WORKERS
 LONG_RUNNING = ("redis", "postgres", "app", *WORKERS, "beat", "flower")
 SECRET_VARIABLES = {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "FLOWER_BASIC_AUTH"}
 #: The tmpfs every read-only task writes to (a path inside the containers).
@@ -27,26 +27,12 @@ TMP = "/tmp"  # noqa: S108
 def compose_config(*files: str, secrets: Path) -> dict[str, Any]:
     """``docker compose config`` of ``files``, interpolated from the defaults and ``.env``
     only (not from this test process's settings variables)."""
-    if shutil.which("docker") is None:
-        missing("docker CLI not installed")
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/"),
         "SECRETS_DIR": str(secrets),
     }
-    argv = ["docker", "compose", "-p", "celeryref", *(a for f in files for a in ("-f", f))]
-    run = subprocess.run(
-        [*argv, "config", "--format", "json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if run.returncode != 0:
-        missing(f"docker compose config failed: {run.stderr[-500:]}")
-    config: dict[str, Any] = json.loads(run.stdout)
-    return config
+    return support_compose.compose_config(*files, env=env, project="celeryref")
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,13 @@ for every client and server (``docker compose config``; no engine)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, missing
+from tests.conftest import ROOT
+from tests.support.compose import compose_config
 
 WORKERS = ("worker", "worker-cpu", "worker-io", "worker-priority", "worker-scheduled")
 PYTHON_CLIENTS = ("migrate", "app", *WORKERS, "beat", "flower")
@@ -37,28 +35,9 @@ TLS_ENV = {
 def config(*files: str) -> dict[str, Any]:
     """The services of ``files`` as Compose resolves them, with this process's settings
     variables (tests/conftest.py) left out."""
-    if shutil.which("docker") is None:
-        missing("docker CLI not installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "POSTGRES_"))}
     env.update(REDIS_HOST="broker.example.org", POSTGRES_HOST="db.example.org")
-    run = subprocess.run(
-        [
-            "docker",
-            "compose",
-            *(arg for f in files for arg in ("-f", f)),
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if run.returncode != 0:
-        missing(f"docker compose config failed: {run.stderr[-500:]}")
-    services: dict[str, Any] = json.loads(run.stdout)["services"]
+    services: dict[str, Any] = compose_config(*files, env=env)["services"]
     return services
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from celeryref.settings import Settings
+from tests.support.compose import WORKERS
 from tests.unit.test_compose_file import services  # noqa: F401 (the rendered compose file)
 
 #: Postgres' ``max_connections`` in the deployment (the image's default).
@@ -45,14 +46,7 @@ def test_one_replica_of_each_service_fits_in_max_connections(
     services: dict[str, Any],  # noqa: F811 (the fixture)
 ) -> None:
     found = budget(services)
-    assert set(found) == {
-        "app",
-        "worker",
-        "worker-cpu",
-        "worker-io",
-        "worker-priority",
-        "worker-scheduled",
-    }, found
+    assert set(found) == {"app", *WORKERS}, found
     assert sum(found.values()) <= MAX_CONNECTIONS - RESERVED, found
 
 
