@@ -42,6 +42,11 @@ from celeryref.settings import VISIBILITY_MARGIN_SECONDS, settings
 logger = logging.getLogger(__name__)
 
 
+#: The request attribute on which the STARTED write hands the task its delivery count
+#: (:mod:`celeryref.upstream.result_backend`).
+COUNT_ATTRIBUTE = "delivery_count"
+
+
 def delivery_key(task_id: str, retries: int) -> str:
     return redis_state.key("deliveries", task_id, retries)
 

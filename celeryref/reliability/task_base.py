@@ -108,7 +108,7 @@ class BaseTask(Task):
         started = time.perf_counter()
         try:
             # Counted by the STARTED write (one round trip for both, issue 15), else here.
-            deliveries = getattr(request, "delivery_count", None)
+            deliveries = getattr(request, delivery_guard.COUNT_ATTRIBUTE, None)
             if deliveries is None:
                 deliveries = delivery_guard.record_delivery(request.id, request.retries)
         except Exception as exc:  # uncounted is a failed attempt: classified, maybe retried

@@ -17,7 +17,7 @@ The STARTED write also counts the delivery (F22's redelivery cap,
 :mod:`celeryref.reliability.delivery_guard`) in the same script: the count lives in
 the result database, and the pool process makes two round trips per task (STARTED,
 SUCCESS), as plain Celery does (a ``GET`` and a write), instead of three. The count
-is handed to the task on its request (:data:`COUNT_ATTRIBUTE`).
+is handed to the task on its request (``delivery_guard.COUNT_ATTRIBUTE``).
 
 Selected by :meth:`celeryref.upstream.app.App._get_backend` for ``redis://`` URLs.
 """
@@ -58,9 +58,6 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return {1, count}
 """
 
-#: The request attribute carrying the delivery count of the STARTED write.
-COUNT_ATTRIBUTE: Final = "delivery_count"
-
 
 class RedisBackend(CeleryRedisBackend):
     """Celery's ``RedisBackend`` whose state writes are one atomic ``EVALSHA``."""
@@ -99,7 +96,7 @@ class RedisBackend(CeleryRedisBackend):
             self.ensure(self._store_unless_succeeded, (*args[:3], None))
             return result
         if counter is not None:
-            setattr(request, COUNT_ATTRIBUTE, count)
+            setattr(request, delivery_guard.COUNT_ATTRIBUTE, count)
         return result
 
     def _store_unless_succeeded(
