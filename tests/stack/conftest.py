@@ -19,6 +19,7 @@ from celery import Celery
 
 from devtools.harness import ComposeError, ComposeProject
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing, wait_for
+from tests.support.compose import PYTHON_LONG_RUNNING
 
 #: Compose project of the stack under test (override to run two suites at once).
 __all__ = ["PYTHON_LONG_RUNNING", "STACK_ENV", "Stack", "holds_beat_lock", "wait_for"]
@@ -27,18 +28,6 @@ PROJECT = os.environ.get("STACK_PROJECT", "celeryref-stack")
 #: Added to every default host port (6379 -> 26379, ...).
 PORT_OFFSET = int(os.environ.get("STACK_PORT_OFFSET", "20000"))
 
-#: The deployment's long-running services built from the app image (with redis and
-#: postgres: every long-running service of the production profile).
-PYTHON_LONG_RUNNING = [
-    "app",
-    "worker",
-    "worker-cpu",
-    "worker-io",
-    "worker-priority",
-    "worker-scheduled",
-    "beat",
-    "flower",
-]
 
 #: Variables the compose file interpolates, set for the stack under test.
 STACK_ENV = {

@@ -42,6 +42,7 @@ from celery.result import AsyncResult
 from devtools.harness import ComposeError
 from tests.conftest import DOTENV, ROOT, docker_compose_available, missing
 from tests.stack.conftest import Stack, wait_for
+from tests.support.compose import PYTHON_LONG_RUNNING
 
 #: Compose project of the fault suite (never the developer's or the stack tier's).
 PROJECT = "celeryref-faults"
@@ -98,19 +99,7 @@ FAULT_ENV = {
 }
 
 #: Long-running services of the deployment, with their usual scale.
-SERVICES = (
-    "redis",
-    "postgres",
-    "app",
-    "worker",
-    "worker-cpu",
-    "worker-io",
-    "worker-priority",
-    "worker-scheduled",
-    "beat",
-    "flower",
-    "mailsink",
-)
+SERVICES = ("redis", "postgres", *PYTHON_LONG_RUNNING, "mailsink")
 #: Worker service of each queue.
 WORKER_OF = {
     "default": "worker",

@@ -12,6 +12,9 @@ from tests.conftest import ROOT, missing
 
 #: The worker services, one per queue, as docker-compose.yml names them.
 WORKERS = ("worker", "worker-cpu", "worker-io", "worker-priority", "worker-scheduled")
+#: The long-running services built from the app image (with redis and postgres: every
+#: long-running service of the production profile).
+PYTHON_LONG_RUNNING = ("app", *WORKERS, "beat", "flower")
 
 
 def compose_config(

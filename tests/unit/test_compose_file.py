@@ -8,19 +8,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.compose import compose_config
+from tests.support.compose import PYTHON_LONG_RUNNING, compose_config
 
-PYTHON_SERVICES = [
-    "migrate",
-    "app",
-    "worker",
-    "worker-cpu",
-    "worker-io",
-    "worker-priority",
-    "worker-scheduled",
-    "beat",
-    "flower",
-]
+PYTHON_SERVICES = ["migrate", *PYTHON_LONG_RUNNING]
 WORKERS = {
     "worker": "default",
     "worker-cpu": "cpu_intensive",

@@ -18,7 +18,7 @@ from tests.conftest import missing
 from tests.support import compose as support_compose
 
 WORKERS = support_compose.WORKERS
-LONG_RUNNING = ("redis", "postgres", "app", *WORKERS, "beat", "flower")
+LONG_RUNNING = ("redis", "postgres", *support_compose.PYTHON_LONG_RUNNING)
 SECRET_VARIABLES = {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "FLOWER_BASIC_AUTH"}
 #: The tmpfs every read-only task writes to (a path inside the containers).
 TMP = "/tmp"  # noqa: S108
