@@ -14,6 +14,7 @@ from celery import Celery
 from celeryref import upstream
 from celeryref.app.config import celery_config
 from celeryref.app.discovery import task_modules
+from celeryref.app.liveness import WorkerLiveness
 from celeryref.settings import Settings, settings
 from celeryref.upstream.app import App
 
@@ -29,6 +30,8 @@ def create_app(s: Settings = settings) -> Celery:
         task_cls="celeryref.reliability.task_base:BaseTask",
     )
     celery.conf.update(celery_config(s))
+    # The proof of life the container healthcheck reads (a file, no broker round trip).
+    celery.steps["consumer"].add(WorkerLiveness)
     # Worker-process resources (DB pool) and task logging hook in by signals.
     import celeryref.app.signals  # noqa: F401
 

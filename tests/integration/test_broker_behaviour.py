@@ -15,6 +15,7 @@ from celeryref.adapters import redis_state
 from celeryref.app.config import celery_config
 from celeryref.celery_app import app
 from celeryref.errors import BadRequestUpstream
+from celeryref.observability import liveness
 from celeryref.observability.health import check_worker, node_name
 from celeryref.observability.progress import read_progress
 from celeryref.observability.queue_depth import queue_depths
@@ -22,6 +23,7 @@ from celeryref.reliability.dead_letters import store as dead_letters
 from celeryref.settings import settings
 from celeryref.tasks import cpu_intensive, default, io_intensive, priority, scheduled
 from celeryref.upstream.app import App
+from tests.conftest import wait_for
 from tests.integration.conftest import RecordingHandler, await_ping
 
 ORDER_KEY = redis_state.key("test", "order")
@@ -147,10 +149,20 @@ def test_fetch_url_does_not_retry_4xx(worker: Any, http_server: str) -> None:
 
 
 def test_worker_healthcheck_proves_the_queue_is_consumed(worker: Any) -> None:
-    """The healthcheck passes for the queue a worker consumes and fails otherwise."""
-    with worker(queues.PRIORITY):
-        await_ping(node_name(queues.PRIORITY), "it never answered a ping")
-        assert check_worker(queues.PRIORITY, timeout=5) is None
-        problem = check_worker(queues.DEFAULT, timeout=1)
-    assert problem is not None and "did not answer" in problem
-    assert check_worker(queues.PRIORITY, timeout=1) is not None
+    """The healthcheck passes for each queue a worker consumes; it fails for a queue
+    nobody consumes, for a queue the worker stopped consuming (``cancel_consumer``),
+    and for every queue once the worker stopped."""
+    node = node_name(queues.PRIORITY)
+    with worker(queues.PRIORITY, queues.SCHEDULED):
+        await_ping(node, "it never answered a ping")
+        wait_for(lambda: check_worker(queues.SCHEDULED) is None or None, 10, "a proof")
+        assert check_worker(queues.PRIORITY) is None
+        assert "no worker here consumes 'default'" in (check_worker(queues.DEFAULT) or "")
+        app.control.cancel_consumer(queues.SCHEDULED, destination=[node], reply=True)
+        wait_for(
+            lambda: check_worker(queues.SCHEDULED),
+            liveness.BEAT_SECONDS + 5,
+            "the cancelled queue's proof to go",
+        )
+        assert check_worker(queues.PRIORITY) is None
+    assert check_worker(queues.PRIORITY) is not None

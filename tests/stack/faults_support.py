@@ -83,8 +83,8 @@ FAULT_ENV = {
     "FLOWER_HOST_PORT": "55555",
     "APP_HOST_PORT": "58000",
     "MAILSINK_HOST_PORT": "58025",
-    # Each healthcheck starts a Python process; every 5 s on 8 containers would eat a
-    # core of this 2-core machine and slow every drill.
+    # Each healthcheck starts a Python process (a worker's reads a file, the others
+    # a bare HTTP GET or one Redis call): cheap, but not free on 8 containers.
     "HEALTHCHECK_INTERVAL": "10s",
     "BEAT_HEARTBEAT_SECONDS": str(BEAT_HEARTBEAT_SECONDS),
     "BEAT_LOCK_TTL": str(BEAT_LOCK_TTL),
