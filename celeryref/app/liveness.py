@@ -2,14 +2,15 @@
 
 Every :data:`~celeryref.observability.liveness.BEAT_SECONDS`, on the consumer's event
 loop (the worker's timer, as Celery's own ``Heart`` step uses it): ``PING`` Redis on
-the consumer's connection, then write one file per queue the task consumer consumes.
+a pooled connection of the consumer's channel (kombu 5.7's ``conn_or_acquire``, as its
+acks do), then write one file per queue the task consumer consumes.
 A loop that is stuck, a Redis that does not answer (the ``PING`` raises after the
 socket timeout) or a queue no longer consumed leaves no fresh file, so the container's
 healthcheck fails. Stopping the step (shutdown, or the restart after a lost
 connection) removes the files at once.
 
 Registered in :func:`celeryref.celery_app.create_app` with
-``app.steps["consumer"].add``, Celery's documented extension point (Celery 5.6).
+``app.steps["consumer"].add``, Celery's documented extension point (Celery 5.7).
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ class WorkerLiveness(bootsteps.StartStopStep):
     def beat(self, c: Any) -> None:
         """PING Redis, then prove each consumed queue; on failure prove nothing."""
         try:
-            c.connection.default_channel.client.ping()
+            # A pooled connection, as kombu's own acks use (``conn_or_acquire``): the
+            # channel's ``client`` holds the one connection the event loop waits on
+            # (BRPOP); a PING there would hand its reply to the wrong reader.
+            with c.connection.default_channel.conn_or_acquire() as client:
+                client.ping()
             consumed = {q.name for q in c.task_consumer.queues}
             liveness.write(consumed)
             liveness.forget(self.written - consumed)

@@ -166,3 +166,22 @@ def test_worker_healthcheck_proves_the_queue_is_consumed(worker: Any) -> None:
         )
         assert check_worker(queues.PRIORITY) is None
     assert check_worker(queues.PRIORITY) is not None
+
+
+def test_liveness_beats_do_not_disturb_the_consumers_connection(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks keep flowing through many liveness beats (each a PING): the PING must not
+    share the connection kombu's event loop waits on (a reply read by the wrong
+    reader crashed the worker: "too many values to unpack")."""
+    monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.02)
+    with worker(queues.DEFAULT) as w:
+        await_ping(node_name(queues.DEFAULT), "it never answered a ping")
+        deadline = time.monotonic() + 4
+        ran = 0
+        while time.monotonic() < deadline:
+            assert default.add.delay(ran, 1).get(timeout=10) == ran + 1
+            ran += 1
+        assert check_worker(queues.DEFAULT) is None
+        assert w.consumer.blueprint.state == 1, "the consumer stopped"  # bootsteps.RUN
+    assert ran > 20

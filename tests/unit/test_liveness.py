@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,7 +45,8 @@ class FakeConsumer:
 
     def __init__(self, queues: list[str]) -> None:
         self.client = SimpleNamespace(ping=lambda: True)
-        self.connection = SimpleNamespace(default_channel=SimpleNamespace(client=self.client))
+        channel = SimpleNamespace(conn_or_acquire=lambda: nullcontext(self.client))
+        self.connection = SimpleNamespace(default_channel=channel)
         self.task_consumer = SimpleNamespace(queues=[SimpleNamespace(name=q) for q in queues])
         self.timer = SimpleNamespace(call_repeatedly=lambda *a: SimpleNamespace(cancel=lambda: 0))
 
