@@ -57,6 +57,24 @@ def worker_processes(container: str) -> Processes:
     return Processes(main, tuple(sorted(p for p, pp in celery.items() if pp == main)))
 
 
+def container_cpu_seconds(container_id: str) -> float:
+    """CPU seconds every process of a container used so far (its cgroup: the worker,
+    its pool and any healthcheck run), cgroup v1 or v2."""
+    v1 = f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage"
+    if os.path.exists(v1):
+        with open(v1) as f:
+            return int(f.read()) / 1e9
+    with open(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat") as f:
+        usage = dict(line.split() for line in f)
+    return int(usage["usage_usec"]) / 1e6
+
+
+def redis_cpu_seconds(redis: Any) -> float:
+    """CPU seconds the Redis server used so far (``INFO cpu``, user + system)."""
+    cpu = redis.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def _is_worker(args: str) -> bool:
     """``celery -A ... worker`` (a healthcheck's ``python -m celeryref...`` is not)."""
     words = args.split()

@@ -57,8 +57,11 @@ def speed_targets(results: Results) -> list[dict[str, Any]]:
     costs = results.get("costs", [])
     dep, base = _row(costs, service="worker"), _row(costs, side="baseline")
     if dep and base:
-        out.append(_ratio("short tasks with results, end to end >= 1.0x plain (as shipped)",
-                          dep["tasks_per_s"], base["tasks_per_s"], "/s", 1.0))  # fmt: skip
+        row = _ratio("short tasks with results, end to end >= 1.0x plain (as shipped)",
+                     dep["tasks_per_s"], base["tasks_per_s"], "/s", 1.0)  # fmt: skip
+        if dep.get("vs_baseline_rounds"):
+            row["measured"] += f"; rounds {dep['vs_baseline_rounds']}x"
+        out.append(row)
     chords = [r for r in results.get("fanout", []) if r["kind"] == "chord" and r["headers"] == 1000]
     dep, base = _row(chords, side="deployment"), _row(chords, side="baseline")
     if dep and base:
@@ -73,10 +76,24 @@ def speed_targets(results: Results) -> list[dict[str, Any]]:
                     "met": extra <= 1.0})  # fmt: skip
     profiles = results.get("profiles", [])
     base = _row(profiles, profile="baseline")
-    best = max((r for r in profiles if r is not base), key=lambda r: r["tasks_per_s"], default=None)
+    best = max((r for r in profiles if r is not base), key=lambda r: r["vs_baseline"], default=None)
     if best and base:
+        # Against the baseline drained right before it (bench.workloads.profiles).
         out.append(_ratio(f"short-task profile >= 2.0x plain ({best['profile']})",
-                          best["tasks_per_s"], base["tasks_per_s"], "/s", 2.0))  # fmt: skip
+                          best["tasks_per_s"], best.get("baseline_per_s") or base["tasks_per_s"],
+                          "/s", 2.0))  # fmt: skip
+        cheapest = min((r for r in profiles if r is not base and r.get("cpu_us_total")),
+                       key=lambda r: r["cpu_us_total"], default=None)  # fmt: skip
+        if cheapest and cheapest.get("cpu_bound_per_s"):
+            bound = cheapest["cpu_bound_per_s"]
+            out.append({
+                "target": "2.0x reachable within 2 cores' CPU (cheapest profile's CPU per task)",
+                "measured": f"{cheapest['profile']}: {cheapest['cpu_us_total']} us/task (worker "
+                            f"{cheapest['cpu_us_worker']}, Redis {cheapest['cpu_us_redis']}, "
+                            f"client {cheapest['cpu_us_client']}) -> at most {bound}/s = "
+                            f"{bound / base['tasks_per_s']:.2f}x plain",
+                "met": bound >= 2 * base["tasks_per_s"],
+            })  # fmt: skip
     one = _row(results.get("scaling", []), containers=1)
     if one and one.get("cpu_physical_limit_per_s"):
         limit = one.get("cpu_single_processes_per_s") or one["cpu_physical_limit_per_s"]

@@ -57,12 +57,16 @@ class Sizes:
     scale_cpu_tasks: int = 400
     #: Short tasks with results per side in the cost breakdown.
     cost_tasks: int = 5_000
+    #: Rounds the cost breakdown splits them into, the sides taking turns in each
+    #: round: the machine's load drifts within minutes, and both sides see the drift.
+    cost_rounds: int = 4
 
 
 QUICK = Sizes(
     noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
     cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
     chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40, cost_tasks=500,
+    cost_rounds=2,
 )  # fmt: skip
 
 #: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
@@ -381,9 +385,29 @@ def _send_and_join(app: Any, name: str, count: int, args: list[Any]) -> None:
     app.ResultSet(sent).join_native(timeout=600, propagate=True)
 
 
+def _merge(rounds: list[Row]) -> Row:
+    """One row from a side's rounds: rates over the summed time, per-task costs
+    weighted by tasks, and the spread of the per-round ratios to the baseline."""
+    n = sum(r["tasks"] for r in rounds)
+    merged = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if key not in ("tasks", "tasks_per_s", "pool_processes", "vs_baseline") and isinstance(
+            value, int | float
+        ):
+            merged[key] = round(sum(r[key] * r["tasks"] for r in rounds) / n, 2)
+    merged["tasks"] = n
+    merged["tasks_per_s"] = round(n / sum(r["tasks"] / r["tasks_per_s"] for r in rounds))
+    merged["pool_processes"] = max(r["pool_processes"] for r in rounds)
+    ratios = [r["vs_baseline"] for r in rounds]
+    merged["vs_baseline_rounds"] = f"{min(ratios)}-{max(ratios)}"
+    return merged
+
+
 def task_costs(b: Bench) -> list[Row]:
-    """7. Short tasks with results, end to end: rate and costs per task (issue 15)."""
-    rows: list[Row] = []
+    """7. Short tasks with results, end to end: rate and costs per task (issue 15).
+
+    :attr:`Sizes.cost_rounds` rounds; in each, every run takes its turn (the order
+    rotates per round), so the ratios compare sides under the same machine load."""
     runs = [
         (b.deployment, "default", sides.STAMP, [0]),
         (b.deployment, "priority", sides.PING, []),
@@ -391,17 +415,27 @@ def task_costs(b: Bench) -> list[Row]:
         (b.baseline, "default", sides.STAMP, [0]),
     ]
     for side, role, name, args in runs:
-        service = side.service(role)
-        b.stack.wait_workers(service, 1)
+        b.stack.wait_workers(side.service(role), 1)
         _send_and_join(side.app, name, 50, args)  # warm: pool processes up, connections open
-        row = costs.measure(
-            redis=side.redis,
-            container=f"{b.stack.project}-{service}-1",
-            run=partial(_send_and_join, side.app, name, args=args),
-            tasks=b.sizes.cost_tasks,
-            pg_dsn=b.pg_dsn,
-        )
-        rows.append({"side": side.label, "service": service, **row})
+    per_round = max(1, b.sizes.cost_tasks // b.sizes.cost_rounds)
+    rounds: list[list[Row]] = [[] for _ in runs]
+    for r in range(b.sizes.cost_rounds):
+        measured: dict[int, Row] = {}
+        for i in [(r + k) % len(runs) for k in range(len(runs))]:
+            side, role, name, args = runs[i]
+            service = side.service(role)
+            measured[i] = {"side": side.label, "service": service, **costs.measure(
+                redis=side.redis,
+                container=f"{b.stack.project}-{service}-1",
+                run=partial(_send_and_join, side.app, name, args=args),
+                tasks=per_round,
+                pg_dsn=b.pg_dsn,
+            )}  # fmt: skip
+        base = measured[len(runs) - 1]["tasks_per_s"]
+        for i, row in measured.items():
+            row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)
+            rounds[i].append(row)
+    rows = [_merge(each) for each in rounds]
     base = rows[-1]["tasks_per_s"]
     for row in rows:
         row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)
@@ -425,39 +459,74 @@ PROFILES: dict[str, dict[str, str]] = {
 }
 
 
-def _drain_results(b: Bench, side: Side, queue: str, workers: list[str], count: int) -> Row:
-    """Pause ``workers``, pre-load ``count`` short tasks with results, resume; time until
-    the last result is stored."""
+def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
+    """Pause ``service``'s workers, pre-load ``count`` short tasks with results, resume;
+    time until the last result is stored, and the CPU each task cost: the worker's
+    container, the Redis server, this client collecting results, and the rate 2 cores
+    would allow at that total (every other process of the machine idle)."""
+    queue = side.queue("default")  # worker-tuned serves the deployment's default queue
+    workers = b.stack.wait_workers(service, 1)
+    (container,) = b.stack.container_ids(service)
     b.stack.pause(queue, workers)
     sides.wait_drained(side.redis, [queue], timeout=600)
     with side.app.producer_or_acquire() as producer:
         sent = [side.app.send_task(sides.STAMP, args=[0], producer=producer) for _ in range(count)]
+    cpu = (costs.container_cpu_seconds(container), costs.redis_cpu_seconds(side.redis),
+           time.process_time())  # fmt: skip
     resumed = time.perf_counter()
     b.stack.resume(queue, workers)
     side.app.ResultSet(sent).join_native(timeout=3600, propagate=True)
-    return {"tasks": count, "tasks_per_s": round(count / (time.perf_counter() - resumed))}
+    seconds = time.perf_counter() - resumed
+    worker, redis_, client = (
+        (after - before) / count * 1e6
+        for before, after in zip(
+            cpu,
+            (costs.container_cpu_seconds(container), costs.redis_cpu_seconds(side.redis),
+             time.process_time()),
+            strict=True,
+        )
+    )  # fmt: skip
+    total = worker + redis_ + client
+    return {
+        "tasks": count,
+        "tasks_per_s": round(count / seconds),
+        "cpu_us_worker": round(worker),
+        "cpu_us_redis": round(redis_),
+        "cpu_us_client": round(client),
+        "cpu_us_total": round(total),
+        "cpu_bound_per_s": round((os.cpu_count() or 1) * 1e6 / total) if total else None,
+    }
 
 
 def profiles(b: Bench) -> list[Row]:
-    """8. Short tasks with results drained from a backlog: worker profiles (issue 15)."""
+    """8. Short tasks with results drained from a backlog: worker profiles (issue 15).
+
+    The baseline drains right before each profile; each ratio is to that drain (the
+    machine's load drifts), and the baseline row merges all of them."""
     n = b.sizes.cost_tasks
-    service, queue = b.baseline.roles["default"]
-    rows = [
-        {"profile": "baseline: plain Celery defaults",
-         **_drain_results(b, b.baseline, queue, b.stack.wait_workers(service, 1), n)},
-    ]  # fmt: skip
-    service, queue = b.deployment.roles["default"]
-    deployed = b.stack.wait_workers(service, 1)
-    rows.append({"profile": "deployment as shipped (worker)",
-                 **_drain_results(b, b.deployment, queue, deployed, n)})  # fmt: skip
-    with _tuned_worker(b) as (queue, start_tuned):
+    baselines: list[Row] = []
+    rows: list[Row] = []
+
+    def against_baseline(label: str, side: Side, service: str) -> None:
+        base = _drain_results(b, b.baseline, b.baseline.service("default"), n)
+        row = _drain_results(b, side, service, n)
+        baselines.append(base)
+        ratio = round(row["tasks_per_s"] / base["tasks_per_s"], 2)
+        rows.append({"profile": label, **row, "baseline_per_s": base["tasks_per_s"],
+                     "vs_baseline": ratio})  # fmt: skip
+
+    against_baseline(
+        "deployment as shipped (worker)", b.deployment, b.deployment.service("default")
+    )
+    with _tuned_worker(b) as (_, start_tuned):
         for label, env in PROFILES.items():
-            tuned = start_tuned(env)
-            rows.append({"profile": label, **_drain_results(b, b.deployment, queue, [tuned], n)})
-    base = rows[0]["tasks_per_s"]
-    for row in rows:
-        row["vs_baseline"] = round(row["tasks_per_s"] / base, 2)
-    return rows
+            start_tuned(env)
+            against_baseline(label, b.deployment, "worker-tuned")
+    for base in baselines:
+        base["vs_baseline"] = 1.0
+    merged = _merge(baselines)
+    merged["vs_baseline"] = 1.0
+    return [{"profile": "baseline: plain Celery defaults", **merged}, *rows]
 
 
 #: Workload name -> function, in the order they run.
