@@ -20,6 +20,7 @@ TITLES = {
     "isolation": "3. Isolation: priority ping latency (sent -> ran) under a CPU backlog",
     "hol": "4. Head-of-line mix: short-task waits and idle workers (baseline worker variants)",
     "fanout": "5. Fan-out/fan-in: chord vs chunks (time from send to body start)",
+    "chordmax": "5b. The largest chord within the limit (deployment; headers doubled)",
     "scaling": "6. Scaling: deployment with 1, 2, 3 worker containers",
     "costs": "7. Short tasks with results, end to end, and their cost per task (issue 15)",
     "profiles": "8. Short-task worker profiles: a backlog of tasks with results drained",

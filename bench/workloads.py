@@ -52,6 +52,11 @@ class Sizes:
     hol_short_seconds: float = 0.01
     chord_sizes: tuple[int, ...] = (1_000, 10_000)
     chunk_size: int = 100
+    #: The chord-limit search: headers of the first chord (doubled until one takes
+    #: longer than :attr:`chord_limit_seconds` to its body, or reaches the cap).
+    chord_limit_start: int = 2_500
+    chord_limit_seconds: float = 60.0
+    chord_limit_cap: int = 80_000
     scale_counts: tuple[int, ...] = (1, 2, 3)
     scale_noop_tasks: int = 20_000
     scale_cpu_tasks: int = 400
@@ -66,7 +71,7 @@ QUICK = Sizes(
     noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
     cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
     chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40, cost_tasks=500,
-    cost_rounds=2,
+    cost_rounds=2, chord_limit_start=250, chord_limit_seconds=5.0,
 )  # fmt: skip
 
 #: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
@@ -306,32 +311,62 @@ def _header(app: Any, kind: str, size: int, chunk_size: int) -> Any:
     return chunks(app.signature(sides.STAMP), [(i,) for i in range(size)], chunk_size).group()
 
 
+#: Rounds of each chord/chunks run per side in :func:`fan_out`.
+FAN_OUT_ROUNDS = 3
+
+
+def _fan_out_once(b: Bench, side: Side, kind: str, size: int) -> tuple[float, float, int]:
+    """One chord of ``size`` stamp headers (or their chunks): seconds from send to the
+    body's start, the Redis memory it took at its peak (bytes), the results the body saw."""
+    app = side.app
+    before = _used_memory(side.redis)
+    with PeakSampler(partial(_used_memory, side.redis), every=0.05) as memory:
+        sent = time.time()
+        header = _header(app, kind, size, b.sizes.chunk_size)
+        body_start, count = chord(header, app=app)(app.signature(sides.FAN_IN)).get(timeout=3600)
+    return body_start - sent, max(0, memory.peak - before), int(count)
+
+
 def fan_out(b: Bench) -> list[Row]:
-    """5. Chord of N headers vs the same work in chunks: time to body start, Redis peak."""
+    """5. Chord of N headers vs the same work in chunks: time to body start, Redis peak.
+
+    :data:`FAN_OUT_ROUNDS` rounds, the sides taking turns (the order alternates); each
+    row is the median round, the ratio of chord times is taken per round."""
     rows: list[Row] = []
     for size in b.sizes.chord_sizes:
-        for side in b.sides:
-            app = side.app
-            for kind in ("chord", "chunks"):
-                before = _used_memory(side.redis)
-                with PeakSampler(partial(_used_memory, side.redis), every=0.05) as memory:
-                    sent = time.time()
-                    header = _header(app, kind, size, b.sizes.chunk_size)
-                    result = chord(header, app=app)(app.signature(sides.FAN_IN))
-                    body_start, count = result.get(timeout=3600)
-                seconds = body_start - sent
-                rows.append(
-                    {
-                        "headers": size,
-                        "side": side.label,
-                        "kind": kind if kind == "chord" else f"chunks of {b.sizes.chunk_size}",
-                        "messages": size if kind == "chord" else -(-size // b.sizes.chunk_size),
-                        "body_start_s": round(seconds, 2),
-                        "per_task_ms": round(seconds / size * 1000, 3),
-                        "redis_peak_mib": round(max(0, memory.peak - before) / 2**20, 2),
-                        "body_saw": int(count),
-                    }
-                )
+        runs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+        for r in range(FAN_OUT_ROUNDS):
+            for side in b.sides if r % 2 == 0 else b.sides[::-1]:
+                for kind in ("chord", "chunks"):
+                    runs.setdefault((side.label, kind), []).append(
+                        _fan_out_once(b, side, kind, size)
+                    )
+        chord_ratios = [
+            base[0] / ours[0]
+            for ours, base in zip(
+                runs[("deployment", "chord")], runs[("baseline", "chord")], strict=True
+            )
+        ]
+        for (label, kind), each in runs.items():
+            seconds, peak, count = sorted(each)[len(each) // 2]
+            rows.append(
+                {
+                    "headers": size,
+                    "side": label,
+                    "kind": kind if kind == "chord" else f"chunks of {b.sizes.chunk_size}",
+                    "messages": size if kind == "chord" else -(-size // b.sizes.chunk_size),
+                    "body_start_s": round(seconds, 2),
+                    "per_task_ms": round(seconds / size * 1000, 3),
+                    "redis_peak_mib": round(peak / 2**20, 2),
+                    "body_saw": count,
+                    "rounds_s": " ".join(f"{t:.2f}" for t, _, _ in each),
+                    "chord_ratio_rounds": (
+                        " ".join(f"{x:.2f}" for x in chord_ratios)
+                        if (label, kind) == ("deployment", "chord")
+                        else "-"
+                    ),
+                }
+            )
     return rows
 
 
@@ -342,6 +377,32 @@ def _single_processes(b: Bench, processes: int) -> float:
     argv = ["python", "-m", "bench.single", str(z.scale_cpu_tasks), str(z.cpu_ms), str(processes)]
     out = b.stack.exec("worker-cpu", *argv, timeout=600)
     return float(json.loads(out.strip().splitlines()[-1])["per_s"])
+
+
+def chord_limit(b: Bench) -> list[Row]:
+    """5b. The largest chord the deployment takes to its body within
+    ``chord_limit_seconds``: double the headers until one takes longer; per size the
+    time to the body and the Redis memory it took at its peak."""
+    z, side, rows = b.sizes, b.deployment, []
+    size = z.chord_limit_start
+    while size <= z.chord_limit_cap:
+        before = _used_memory(side.redis)
+        with PeakSampler(partial(_used_memory, side.redis), every=0.05) as memory:
+            sent = time.time()
+            header = _header(side.app, "chord", size, z.chunk_size)
+            body_start, count = chord(header, app=side.app)(side.app.signature(sides.FAN_IN)).get(
+                timeout=3600
+            )
+        seconds = body_start - sent
+        rows.append({"headers": size, "body_start_s": round(seconds, 1),
+                     "per_task_ms": round(seconds / size * 1000, 2),
+                     "redis_peak_mib": round(max(0, memory.peak - before) / 2**20, 1),
+                     "within_limit": seconds <= z.chord_limit_seconds,
+                     "body_saw": int(count)})  # fmt: skip
+        if seconds > z.chord_limit_seconds:
+            break
+        size *= 2
+    return rows
 
 
 def scaling(b: Bench) -> list[Row]:
@@ -536,6 +597,7 @@ WORKLOADS: dict[str, Callable[[Bench], list[Row]]] = {
     "isolation": isolation,
     "hol": head_of_line,
     "fanout": fan_out,
+    "chordmax": chord_limit,
     "scaling": scaling,
     "costs": task_costs,
     "profiles": profiles,

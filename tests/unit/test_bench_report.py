@@ -64,3 +64,32 @@ def test_render_has_machine_targets_and_recommendations() -> None:
     assert "## Targets" in md and "## Recommendations" in md
     assert "![noop](benchmarks/bench-noop.png)" in md
     assert "Dedicated `priority` queue" in md
+
+
+def test_rounds_merge_into_rates_over_the_summed_time() -> None:
+    """Two rounds of 100 tasks at 100/s and 50/s are 200 tasks in 3 s (67/s), not the
+    mean of the rates (75/s); per-task costs are weighted by tasks; the per-round
+    ratios to the baseline are kept as their spread."""
+    from bench.workloads import _merge
+
+    rounds = [
+        {"tasks": 100, "tasks_per_s": 100, "cpu_us_pool": 1000, "pool_processes": 2,
+         "vs_baseline": 0.9, "redis_by_command": "get 2"},
+        {"tasks": 100, "tasks_per_s": 50, "cpu_us_pool": 2000, "pool_processes": 4,
+         "vs_baseline": 1.1, "redis_by_command": "get 2"},
+    ]  # fmt: skip
+    merged = _merge(rounds)
+    assert merged["tasks"] == 200 and merged["tasks_per_s"] == 67
+    assert merged["cpu_us_pool"] == 1500 and merged["pool_processes"] == 4
+    assert merged["vs_baseline_rounds"] == "0.9-1.1"
+
+
+def test_the_chord_limit_is_the_largest_chord_within_it() -> None:
+    """The report names the largest chord that reached its body within the limit."""
+    rows = [
+        {"headers": 2500, "body_start_s": 14.0, "redis_peak_mib": 4.0, "within_limit": True},
+        {"headers": 5000, "body_start_s": 29.0, "redis_peak_mib": 8.0, "within_limit": True},
+        {"headers": 10000, "body_start_s": 61.0, "redis_peak_mib": 16.0, "within_limit": False},
+    ]
+    (target,) = [t for t in recommend.speed_targets({"chordmax": rows}) if "largest" in t["target"]]
+    assert target["met"] and target["measured"].startswith("5,000 headers in 29.0 s")
