@@ -458,7 +458,8 @@ def _merge(rounds: list[Row]) -> Row:
             merged[key] = round(sum(r[key] * r["tasks"] for r in rounds) / n, 2)
     merged["tasks"] = n
     merged["tasks_per_s"] = round(n / sum(r["tasks"] / r["tasks_per_s"] for r in rounds))
-    merged["pool_processes"] = max(r["pool_processes"] for r in rounds)
+    if "pool_processes" in merged:
+        merged["pool_processes"] = max(r["pool_processes"] for r in rounds)
     ratios = [r["vs_baseline"] for r in rounds]
     merged["vs_baseline_rounds"] = f"{min(ratios)}-{max(ratios)}"
     return merged

@@ -82,6 +82,8 @@ def test_rounds_merge_into_rates_over_the_summed_time() -> None:
     assert merged["tasks"] == 200 and merged["tasks_per_s"] == 67
     assert merged["cpu_us_pool"] == 1500 and merged["pool_processes"] == 4
     assert merged["vs_baseline_rounds"] == "0.9-1.1"
+    drains = [{k: v for k, v in r.items() if k != "pool_processes"} for r in rounds]
+    assert "pool_processes" not in _merge(drains)  # the profiles' drains have none
 
 
 def test_the_chord_limit_is_the_largest_chord_within_it() -> None:
