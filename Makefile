@@ -121,7 +121,7 @@ test-faults: $(BIN)/pytest ## Fault/shutdown/bad-input drills in real Docker (do
 test-swarm: $(BIN)/pytest ## Swarm tier: the stack on a single-node swarm (init, deploy, scale, rolling update; leaves it)
 	$(BIN)/pytest tests/swarm
 
-bench: $(VENV)/.bench-installed ## Deployment vs plain Celery defaults, 6 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
+bench: $(VENV)/.bench-installed ## Deployment vs plain Celery defaults, 9 workloads -> docs/BENCHMARKS.md (QUICK=1 | MEDIUM=1, ONLY=...)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(MEDIUM),--medium) $(if $(ONLY),--only $(ONLY))
 
 bench-mapreduce: $(VENV)/.bench-installed ## Map-reduce benchmark: 1M items, 1 and 2 worker-cpu vs reference vs naive

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.recommend import HOW, recommendations, targets
+from bench.recommend import HOW, recommendations
+from bench.targets import targets
 
 TITLES = {
     "noop": "1. No-op drain (no results)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import recommend, report
+from bench import report, targets
 
 RESULTS: dict[str, list[dict[str, Any]]] = {
     "noop": [
@@ -34,13 +34,13 @@ def test_table_uses_the_union_of_keys() -> None:
 
 
 def test_targets_are_ratios_of_one_run() -> None:
-    rows = {r["target"]: r for r in recommend.targets(RESULTS)}
+    rows = {r["target"]: r for r in targets.targets(RESULTS)}
     priority = next(r for t, r in rows.items() if t.startswith("priority p99"))
     assert priority["met"] is True
     assert priority["measured"].startswith("2000x")
     drains = [r for t, r in rows.items() if t.startswith("no-op drain")]
     assert [r["met"] for r in drains] == [False, True]
-    assert "chunks of 100" in recommend.cheaper_fanout(RESULTS)[1000]
+    assert "chunks of 100" in targets.cheaper_fanout(RESULTS)[1000]
 
 
 def test_render_has_machine_targets_and_recommendations() -> None:
@@ -93,5 +93,5 @@ def test_the_chord_limit_is_the_largest_chord_within_it() -> None:
         {"headers": 5000, "body_start_s": 29.0, "redis_peak_mib": 8.0, "within_limit": True},
         {"headers": 10000, "body_start_s": 61.0, "redis_peak_mib": 16.0, "within_limit": False},
     ]
-    (target,) = [t for t in recommend.speed_targets({"chordmax": rows}) if "largest" in t["target"]]
+    (target,) = [t for t in targets.speed_targets({"chordmax": rows}) if "largest" in t["target"]]
     assert target["met"] and target["measured"].startswith("5,000 headers in 29.0 s")
