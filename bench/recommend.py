@@ -134,5 +134,15 @@ HOW = """\
   pre-loaded; idle fraction = 1 - busy time / (processes x makespan).
 * **Fan-out**: chord of N `stamp` headers vs `chunks` of 100 in a chord; body start
   is the body task's own timestamp; Redis peak is `used_memory` sampled every
-  50 ms minus its value before.
+  50 ms minus its value before. The client waits on the body's id alone
+  (`chord(...)().get()` would GET every header's result on each wait interval).
+* **Turns**: the machine's load drifts within minutes, so the sides take turns:
+  serial round trips alternate call by call, chords run 3 alternating rounds
+  (median shown), the cost breakdown runs `cost_rounds` rounds in rotated order,
+  and each worker profile drains right after a baseline drain. The no-op drain
+  and the scaling rows are single passes.
+* **CPU per task**: worker processes from `/proc/<pid>/stat`, a whole container
+  from its cgroup, Redis from `INFO cpu`, this client from its `process_time`;
+  the CPU-task limit is one plain process per core running `burn_cpu` in the
+  idle `worker-cpu` container (`bench/single.py`).
 """
