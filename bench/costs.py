@@ -106,9 +106,7 @@ def _redis_counts(redis: Any) -> tuple[dict[str, int], int, float]:
     """Commands by name, bytes in, and the server's CPU seconds (main thread and I/O)."""
     stats = redis.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    cpu = redis.info("cpu")
-    seconds = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-    return calls, int(redis.info("stats")["total_net_input_bytes"]), seconds
+    return calls, int(redis.info("stats")["total_net_input_bytes"]), redis_cpu_seconds(redis)
 
 
 def _pg_transactions(pg_dsn: str | None) -> int:

@@ -4,7 +4,7 @@ Times: ``time.perf_counter()`` for intervals measured by this process; task
 timestamps are ``time.time()`` seconds taken inside the task (one host clock), so
 a wait is ``task start - sent``. Rates are tasks per second.
 
-Longer than 250 lines: six workloads of 40-60 lines each, run by one loop in
+Longer than 250 lines: nine workloads of 20-60 lines each, run by one loop in
 :mod:`bench.__main__`; one file per workload would only add imports.
 """
 
@@ -74,7 +74,7 @@ QUICK = Sizes(
     cost_rounds=2, chord_limit_start=250, chord_limit_seconds=5.0,
 )  # fmt: skip
 
-#: A run that fits about 30 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
+#: A run that fits about 20 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
 #: and a chord of 1,000, a tenth of the issue's other sizes (no chord of 10,000).
 MEDIUM = Sizes(
     noop_tasks=5_000, serial_calls=300, capacity_tasks=1_000, open_loop_seconds=10.0,
@@ -142,6 +142,14 @@ def _tuned_worker(b: Bench) -> Iterator[tuple[str, Callable[[dict[str, str]], st
         b.stack.resume(queue, deployed)
 
 
+def _summed_rate(rounds: list[Row], key: str) -> int:
+    """Rate ``key`` over rounds: all their tasks over all their time (not the mean of
+    the rates, which would weigh a fast round's few seconds like a slow round's many)."""
+    tasks: int = sum(r["tasks"] for r in rounds)
+    seconds: float = sum(r["tasks"] / r[key] for r in rounds)
+    return round(tasks / seconds)
+
+
 #: Rounds of the deployment/baseline no-op drain, the sides taking turns.
 NOOP_ROUNDS = 3
 
@@ -163,8 +171,8 @@ def noop_drain(b: Bench) -> list[Row]:
         rows.append({
             "side": label,
             "tasks": n,
-            "enqueue_per_s": round(n / sum(r["tasks"] / r["enqueue_per_s"] for r in each)),
-            "drain_per_s": round(n / sum(r["tasks"] / r["drain_per_s"] for r in each)),
+            "enqueue_per_s": _summed_rate(each, "enqueue_per_s"),
+            "drain_per_s": _summed_rate(each, "drain_per_s"),
             "drain_rounds": " ".join(str(r["drain_per_s"]) for r in each),
         })  # fmt: skip
     # What acks_late alone costs: the baseline with task_acks_late on.
@@ -477,7 +485,7 @@ def _merge(rounds: list[Row]) -> Row:
         ):
             merged[key] = round(sum(r[key] * r["tasks"] for r in rounds) / n, 2)
     merged["tasks"] = n
-    merged["tasks_per_s"] = round(n / sum(r["tasks"] / r["tasks_per_s"] for r in rounds))
+    merged["tasks_per_s"] = _summed_rate(rounds, "tasks_per_s")
     if "pool_processes" in merged:
         merged["pool_processes"] = max(r["pool_processes"] for r in rounds)
     ratios = [r["vs_baseline"] for r in rounds]
@@ -541,6 +549,15 @@ PROFILES: dict[str, dict[str, str]] = {
 }
 
 
+def _cpu_now(container: str, redis: Any) -> tuple[float, float, float]:
+    """CPU seconds so far of ``container``, of the Redis server, and of this process."""
+    return (
+        costs.container_cpu_seconds(container),
+        costs.redis_cpu_seconds(redis),
+        time.process_time(),
+    )
+
+
 def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
     """Pause ``service``'s workers, pre-load ``count`` short tasks with results, resume;
     time until the last result is stored, and the CPU each task cost: the worker's
@@ -553,21 +570,15 @@ def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
     sides.wait_drained(side.redis, [queue], timeout=600)
     with side.app.producer_or_acquire() as producer:
         sent = [side.app.send_task(sides.STAMP, args=[0], producer=producer) for _ in range(count)]
-    cpu = (costs.container_cpu_seconds(container), costs.redis_cpu_seconds(side.redis),
-           time.process_time())  # fmt: skip
+    before = _cpu_now(container, side.redis)
     resumed = time.perf_counter()
     b.stack.resume(queue, workers)
     side.app.ResultSet(sent).join_native(timeout=3600, propagate=True)
     seconds = time.perf_counter() - resumed
     worker, redis_, client = (
-        (after - before) / count * 1e6
-        for before, after in zip(
-            cpu,
-            (costs.container_cpu_seconds(container), costs.redis_cpu_seconds(side.redis),
-             time.process_time()),
-            strict=True,
-        )
-    )  # fmt: skip
+        (after - start) / count * 1e6
+        for start, after in zip(before, _cpu_now(container, side.redis), strict=True)
+    )
     total = worker + redis_ + client
     return {
         "tasks": count,
