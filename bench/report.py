@@ -23,6 +23,7 @@ TITLES = {
     "fanout": "5. Fan-out/fan-in: chord vs chunks (time from send to body start)",
     "chordmax": "5b. The largest chord within the limit (deployment; headers doubled)",
     "scaling": "6. Scaling: deployment with 1, 2, 3 worker containers",
+    "cpu": "6b. CPU tasks against one plain process per core, plain Celery beside the deployment",
     "costs": "7. Short tasks with results, end to end, and their cost per task (issue 15)",
     "profiles": "8. Short-task worker profiles: a backlog of tasks with results drained",
 }
@@ -158,6 +159,7 @@ def plot(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
         ),
         "fanout": (("headers", "side", "kind"), "per_task_ms", "ms per header task", False),
         "scaling": (("containers",), "noop_drain_per_s", "no-op drain/s by containers", False),
+        "cpu": (("cpu_ms", "side"), "vs_single_processes", "CPU tasks/s vs the limit", False),
         "costs": (("side", "service"), "tasks_per_s", "short tasks with results/s", False),
         "profiles": (("profile",), "tasks_per_s", "backlog with results drained/s", False),
     }

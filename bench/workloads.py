@@ -4,13 +4,13 @@ Times: ``time.perf_counter()`` for intervals measured by this process; task
 timestamps are ``time.time()`` seconds taken inside the task (one host clock), so
 a wait is ``task start - sent``. Rates are tasks per second.
 
-Longer than 250 lines: nine workloads of 20-60 lines each, run by one loop in
-:mod:`bench.__main__`; one file per workload would only add imports.
+Longer than 250 lines: nine workloads of 20-60 lines each (a tenth, section 6b, is
+:mod:`bench.cpu_tasks`), run by one loop in :mod:`bench.__main__`; one file per
+workload would only add imports.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,7 +23,7 @@ from typing import Any
 from celery import chord, group
 from celery.canvas import chunks
 
-from bench import costs, sides, stats
+from bench import costs, cpu_tasks, sides, stats
 from bench.sides import Side
 from bench.stack import BenchStack
 from devtools.harness import PeakSampler
@@ -60,6 +60,11 @@ class Sizes:
     scale_counts: tuple[int, ...] = (1, 2, 3)
     scale_noop_tasks: int = 20_000
     scale_cpu_tasks: int = 400
+    #: Section 6b (:mod:`bench.cpu_tasks`): a longer CPU task (``cpu_ms`` tasks are
+    #: ``scale_cpu_tasks``), how many of them, rounds per side and length.
+    cpu_ms_long: float = 200.0
+    cpu_long_tasks: int = 100
+    cpu_rounds: int = 2
     #: Short tasks with results per side in the cost breakdown.
     cost_tasks: int = 5_000
     #: Rounds the cost breakdown splits them into, the sides taking turns in each
@@ -71,7 +76,7 @@ QUICK = Sizes(
     noop_tasks=1_000, serial_calls=100, capacity_tasks=200, open_loop_seconds=5.0,
     cpu_backlog=200, pings=20, hol_long=40, hol_short=40, hol_scale=0.05,
     chord_sizes=(100, 500), scale_noop_tasks=300, scale_cpu_tasks=40, cost_tasks=500,
-    cost_rounds=2, chord_limit_start=250, chord_limit_seconds=5.0,
+    cost_rounds=2, cpu_long_tasks=10, chord_limit_start=250, chord_limit_seconds=5.0,
 )  # fmt: skip
 
 #: A run that fits about 20 minutes on 2 cores: the issue's CPU backlog (2,000 x 50 ms)
@@ -80,6 +85,7 @@ MEDIUM = Sizes(
     noop_tasks=5_000, serial_calls=300, capacity_tasks=1_000, open_loop_seconds=10.0,
     cpu_backlog=2_000, pings=30, hol_long=100, hol_short=100, hol_scale=0.1,
     chord_sizes=(1_000,), scale_noop_tasks=2_000, scale_cpu_tasks=200, cost_tasks=2_000,
+    cpu_long_tasks=60,
 )  # fmt: skip
 
 
@@ -405,15 +411,6 @@ def fan_out(b: Bench) -> list[Row]:
     return rows
 
 
-def _single_processes(b: Bench, processes: int) -> float:
-    """Tasks/s of ``processes`` plain processes running ``burn_cpu`` back to back, inside
-    the idle ``worker-cpu`` container (:mod:`bench.single`): the physical limit."""
-    z = b.sizes
-    argv = ["python", "-m", "bench.single", str(z.scale_cpu_tasks), str(z.cpu_ms), str(processes)]
-    out = b.stack.exec("worker-cpu", *argv, timeout=600)
-    return float(json.loads(out.strip().splitlines()[-1])["per_s"])
-
-
 def chord_limit(b: Bench) -> list[Row]:
     """5b. The largest chord the deployment takes to its body within
     ``chord_limit_seconds``: double the headers until one takes longer; per size the
@@ -439,7 +436,7 @@ def scaling(b: Bench) -> list[Row]:
     rows: list[Row] = []
     app, z = b.deployment.app, b.sizes
     cores = os.cpu_count() or 1
-    limit = _single_processes(b, cores)
+    limit = cpu_tasks.single_processes(b, cores, z.scale_cpu_tasks, z.cpu_ms)
     try:
         for count in z.scale_counts:
             workers = b.stack.scale_service("worker", count)
@@ -631,6 +628,7 @@ WORKLOADS: dict[str, Callable[[Bench], list[Row]]] = {
     "fanout": fan_out,
     "chordmax": chord_limit,
     "scaling": scaling,
+    "cpu": cpu_tasks.cpu_limit,
     "costs": task_costs,
     "profiles": profiles,
 }

@@ -19,6 +19,16 @@ the result database, and the pool process makes two round trips per task (STARTE
 SUCCESS), as plain Celery does (a ``GET`` and a write), instead of three. The count
 is handed to the task on its request (``delivery_guard.COUNT_ATTRIBUTE``).
 
+STARTED is stored but not published (issue 15). Celery publishes every state to the
+task's channel for clients waiting in ``AsyncResult.get``; they act only on ready
+states (SUCCESS, FAILURE, REVOKED) and pass the others to an ``on_message``
+callback. The STARTED message carried the extended meta to each waiting client for
+nothing else: measured on the bench, two state messages per task made the client
+collecting results spend about twice plain Celery's CPU per task. The state stays
+readable (``GET``: the API, the CLI, ``AsyncResult.state``, ``get`` after it
+subscribes); Flower learns it from the ``task-started`` event; PROGRESS and the
+ready states are still published.
+
 Selected by :meth:`celeryref.upstream.app.App._get_backend` for ``redis://`` URLs.
 """
 
@@ -33,8 +43,12 @@ from celery.exceptions import BackendStoreError
 
 from celeryref.reliability import delivery_guard
 
+#: States stored without a ``PUBLISH``: nothing waiting on a result acts on them.
+UNPUBLISHED_STATES: Final = frozenset({states.STARTED})
+
 #: KEYS[1] the result key, KEYS[2] (optional) a delivery counter. ARGV: the encoded
-#: meta, seconds to expire (0: never), seconds the counter lives. Returns
+#: meta, seconds to expire (0: never), seconds the counter lives, "1" to publish the
+#: meta on the key's channel ("0": store only). Returns
 #: ``{written, count}``: written 0 when a ``SUCCESS`` is stored already (nothing
 #: written), count the counter after its increment (0 without KEYS[2]).
 STORE: Final = """
@@ -54,7 +68,7 @@ if ttl > 0 then
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then redis.call('PUBLISH', KEYS[1], ARGV[1]) end
 return {1, count}
 """
 
@@ -85,7 +99,8 @@ class RedisBackend(CeleryRedisBackend):
         counter = None
         if state == states.STARTED and getattr(request, "id", None):
             counter = delivery_guard.delivery_key(request.id, request.retries or 0)
-        args = (key, value, int(expires or 0), counter)
+        publish = "0" if state in UNPUBLISHED_STATES else "1"
+        args = (key, value, int(expires or 0), counter, publish)
         try:
             _, count = self.ensure(self._store_unless_succeeded, args)
         except redis.ResponseError:
@@ -93,18 +108,20 @@ class RedisBackend(CeleryRedisBackend):
                 raise
             # The counter refused (not a number): store the state alone, and let the
             # task count itself, which fails the same way and dead-letters it there.
-            self.ensure(self._store_unless_succeeded, (*args[:3], None))
+            self.ensure(self._store_unless_succeeded, (*args[:3], None, args[4]))
             return result
         if counter is not None:
             setattr(request, delivery_guard.COUNT_ATTRIBUTE, count)
         return result
 
     def _store_unless_succeeded(
-        self, key: bytes | str, value: Any, expires: int, counter: str | None
+        self, key: bytes | str, value: Any, expires: int, counter: str | None, publish: str = "1"
     ) -> tuple[int, int]:
         script = getattr(self, "_store_script", None)
         if script is None:
             script = self._store_script = self.client.register_script(STORE)
         keys = [key] if counter is None else [key, counter]
-        written, count = script(keys=keys, args=[value, expires, delivery_guard.count_ttl()])
+        written, count = script(
+            keys=keys, args=[value, expires, delivery_guard.count_ttl(), publish]
+        )
         return int(written), int(count)

@@ -4,6 +4,7 @@
 state write where Celery's Redis backend makes two round trips (``GET``, then
 ``MULTI SETEX PUBLISH EXEC``; the control), with the same stored value, expiry and
 ``PUBLISH``, and the same rule that a stored ``SUCCESS`` is never overwritten.
+STARTED is stored but not published (issue 15); Celery's backend publishes it.
 """
 
 from __future__ import annotations
@@ -128,3 +129,36 @@ def test_a_task_whose_started_write_counted_does_not_count_again(worker: Any) ->
         assert result.get(timeout=30) == 3
     counted = delivery_guard.client().get(delivery_guard.delivery_key(result.id, 0))
     assert int(counted or 0) == 1
+
+
+def published_states(backend: Any, states_to_store: list[str]) -> list[str]:
+    """Store these states of one task with ``backend``; the states a client subscribed
+    to the task's channel received, in order, up to the last (a ready state, always
+    published: the messages before it arrived before it, so none is awaited in vain)."""
+    task_id = str(uuid.uuid4())
+    pubsub = app.backend.client.pubsub()
+    pubsub.subscribe(app.backend.get_key_for_task(task_id))
+    pubsub.get_message(timeout=5)
+    request = Context(id=task_id, retries=0)
+    for state in states_to_store:
+        backend.store_result(task_id, {"step": state}, state, request=request)
+        assert backend.get_task_meta(task_id)["status"] == state  # stored either way
+    seen: list[str] = []
+    while not seen or seen[-1] not in states.READY_STATES:
+        message = pubsub.get_message(timeout=5)
+        assert message is not None, f"no ready state published after {seen}"
+        seen.append(app.backend.decode(message["data"])["status"])
+    pubsub.close()
+    return seen
+
+
+def test_started_is_stored_but_not_published_while_progress_and_success_are() -> None:
+    """A waiting client acts on ready states only; STARTED reached it for nothing."""
+    stored = [states.STARTED, "PROGRESS", states.SUCCESS]
+    assert published_states(app.backend, stored) == ["PROGRESS", states.SUCCESS]
+
+
+def test_control_celerys_backend_publishes_started_too() -> None:
+    stock = CeleryRedisBackend(app=app, url=app.conf.result_backend)
+    stored = [states.STARTED, "PROGRESS", states.SUCCESS]
+    assert published_states(stock, stored) == stored

@@ -95,3 +95,26 @@ def test_the_chord_limit_is_the_largest_chord_within_it() -> None:
     ]
     (target,) = [t for t in targets.speed_targets({"chordmax": rows}) if "largest" in t["target"]]
     assert target["met"] and target["measured"].startswith("5,000 headers in 29.0 s")
+
+
+def test_the_cpu_target_is_checked_per_task_length_with_plain_celery_beside_it() -> None:
+    """Section 6b's rows give one target per length; the scaling rows are then not used."""
+    cpu = [
+        {"cpu_ms": 50.0, "side": "deployment", "tasks_per_s": 30.0,
+         "single_processes_per_s": 36.0, "vs_single_processes": 0.83},
+        {"cpu_ms": 50.0, "side": "baseline", "tasks_per_s": 30.5,
+         "single_processes_per_s": 36.0, "vs_single_processes": 0.85},
+        {"cpu_ms": 200.0, "side": "deployment", "tasks_per_s": 8.9,
+         "single_processes_per_s": 9.6, "vs_single_processes": 0.93},
+        {"cpu_ms": 200.0, "side": "baseline", "tasks_per_s": 8.8,
+         "single_processes_per_s": 9.6, "vs_single_processes": 0.92},
+    ]  # fmt: skip
+    scaling = [{"containers": 1, "cpu_tasks_per_s": 1.0, "cpu_physical_limit_per_s": 40.0}]
+    rows = targets.targets({"cpu": cpu, "scaling": scaling})
+    found = [(r["target"].rsplit(", ", 1)[-1], r["met"], r["measured"]) for r in rows]
+    assert found == [
+        ("50 ms tasks", False, "0.83x (30.0/s vs 36.0/s); plain Celery 0.85x"),
+        ("200 ms tasks", True, "0.93x (8.9/s vs 9.6/s); plain Celery 0.92x"),
+    ]
+    only_scaling = targets.targets({"scaling": scaling})
+    assert [r["met"] for r in only_scaling] == [False]
