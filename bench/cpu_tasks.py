@@ -10,13 +10,19 @@ the consumer, the result writes), so the ratio to the limit depends on how long 
 computes, for plain Celery as much as for the deployment.
 
 A side's rate is its tasks over the summed time of its rounds, from the first send
-to the last task's end (the end stamp the task takes itself).
+to the last task's end (the end stamp the task takes itself). Two columns say where
+the rest goes: a task's wall time beyond its CPU time (the process waited for a core
+that something else used) and the median gap between two tasks of one process (the
+core idle, or lent to the rest, while the worker finished one task and started the
+next).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,16 +43,25 @@ def single_processes(b: Bench, processes: int, tasks: int, milliseconds: float) 
     return float(json.loads(out.strip().splitlines()[-1])["per_s"])
 
 
-def drain_seconds(side: Side, tasks: int, milliseconds: float) -> float:
-    """Send ``tasks`` CPU tasks to ``side``'s CPU queue; seconds from the first send to
-    the last task's end."""
+def drain(side: Side, tasks: int, milliseconds: float) -> tuple[float, list[float], list[float]]:
+    """Send ``tasks`` CPU tasks to ``side``'s CPU queue. Seconds from the first send to the
+    last task's end; each task's wall time; each gap between two tasks of one process
+    (the end of one to the start of the next: the result write, the acknowledgement, the
+    next message's fetch and its STARTED write, wherever the worker makes them)."""
     sent = time.time()
     results = [
         side.app.send_task(sides.BURN, args=[milliseconds], queue=side.queue("cpu"))
         for _ in range(tasks)
     ]
-    last = max(stamps[1] for stamps in (r.get(timeout=3600) for r in results))
-    return float(last - sent)
+    spans = [r.get(timeout=3600) for r in results]
+    by_process: dict[float, list[list[float]]] = {}
+    for span in spans:
+        by_process.setdefault(span[2], []).append(span)
+    gaps = []
+    for own in by_process.values():
+        own.sort()
+        gaps += [after[0] - before[1] for before, after in itertools.pairwise(own)]
+    return max(s[1] for s in spans) - sent, [s[1] - s[0] for s in spans], gaps
 
 
 def cpu_limit(b: Bench) -> list[Row]:
@@ -57,10 +72,14 @@ def cpu_limit(b: Bench) -> list[Row]:
     for milliseconds, tasks in ((z.cpu_ms, z.scale_cpu_tasks), (z.cpu_ms_long, z.cpu_long_tasks)):
         limit = single_processes(b, cores, tasks, milliseconds)
         seconds: dict[str, list[float]] = {side.label: [] for side in b.sides}
+        walls: dict[str, list[float]] = {side.label: [] for side in b.sides}
+        gaps: dict[str, list[float]] = {side.label: [] for side in b.sides}
         for turn in range(z.cpu_rounds):
-            order = b.sides if turn % 2 == 0 else b.sides[::-1]
-            for side in order:
-                seconds[side.label].append(drain_seconds(side, tasks, milliseconds))
+            for side in b.sides if turn % 2 == 0 else b.sides[::-1]:
+                elapsed, wall, gap = drain(side, tasks, milliseconds)
+                seconds[side.label].append(elapsed)
+                walls[side.label] += wall
+                gaps[side.label] += gap
         for side in b.sides:
             spent = seconds[side.label]
             rate = len(spent) * tasks / sum(spent)
@@ -73,6 +92,8 @@ def cpu_limit(b: Bench) -> list[Row]:
                     "rounds_per_s": "-".join(f"{tasks / s:.1f}" for s in spent),
                     "single_processes_per_s": limit,
                     "vs_single_processes": round(rate / limit, 2),
+                    "wall_ms_per_task": round(statistics.fmean(walls[side.label]) * 1000, 1),
+                    "gap_ms_p50": round(statistics.median(gaps[side.label] or [0]) * 1000, 1),
                 }
             )
     return rows

@@ -139,9 +139,10 @@ HOW = """\
 * **Turns**: the machine's load drifts within minutes, so the sides take turns:
   serial round trips alternate call by call, chords run 3 alternating rounds
   (median shown), the cost breakdown runs `cost_rounds` rounds in rotated order,
-  each worker profile drains right after a baseline drain, and the no-op drain
-  of the deployment and the baseline runs 3 alternating rounds. The no-op
-  variants and the scaling rows are single passes.
+  each worker profile drains right after a baseline drain, the no-op drain
+  of the deployment and the baseline runs 3 alternating rounds, and the CPU
+  tasks of section 6b `cpu_rounds` alternating rounds per task length. The
+  no-op variants and the scaling rows are single passes.
 * **CPU per task**: worker processes from `/proc/<pid>/stat`, a whole container
   from its cgroup, Redis from `INFO cpu`, this client from its `process_time`;
   the CPU-task limit is one plain process per core running `burn_cpu` in the

@@ -11,6 +11,7 @@ compute waits from them without polling.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import Any
 
@@ -35,13 +36,14 @@ def sleep_stamp(seconds: float) -> list[float]:
 
 
 def burn_cpu(milliseconds: float) -> list[float]:
-    """Hash until this process used ``milliseconds`` of CPU time; ``[start, end]``."""
+    """Hash until this process used ``milliseconds`` of CPU time; ``[start, end, pid]``
+    (the pid tells the gaps between one process's tasks apart, :mod:`bench.cpu_tasks`)."""
     start, cpu_start = time.time(), time.process_time()
     digest = b"bench"
     while (time.process_time() - cpu_start) * 1000 < milliseconds:
         for _ in range(_ROUNDS_PER_CHECK):
             digest = hashlib.sha256(digest).digest()
-    return [start, time.time()]
+    return [start, time.time(), float(os.getpid())]
 
 
 def fan_in(results: list[Any]) -> list[float]:

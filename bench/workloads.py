@@ -445,7 +445,7 @@ def scaling(b: Bench) -> list[Row]:
             cpu_workers = b.stack.scale_service("worker-cpu", count)
             sent = time.time()
             results = [app.send_task(sides.BURN, args=[z.cpu_ms]) for _ in range(z.scale_cpu_tasks)]
-            last = max(end for _, end in _stamps(results, 3600))
+            last = max(stamp[1] for stamp in _stamps(results, 3600))
             rows.append(
                 {
                     "containers": count,
