@@ -588,22 +588,43 @@ def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
     }
 
 
+def _merge_drains(drains: list[Row]) -> Row:
+    """A profile's (or the baseline's) drains as one row; the rate 2 cores allow is
+    recomputed from the merged CPU per task."""
+    merged = _merge(drains)
+    total = merged.get("cpu_us_total")
+    merged["cpu_bound_per_s"] = round((os.cpu_count() or 1) * 1e6 / total) if total else None
+    return merged
+
+
 def profiles(b: Bench) -> list[Row]:
     """8. Short tasks with results drained from a backlog: worker profiles (issue 15).
 
-    The baseline drains right before each profile; each ratio is to that drain (the
-    machine's load drifts), and the baseline row merges all of them."""
-    n = b.sizes.cost_tasks
+    Each profile and the baseline take turns for :attr:`Sizes.cost_rounds` drains of
+    ``cost_tasks / cost_rounds`` (the order alternating): one drain per profile read a
+    fixed pool of 2 as 1.02x and the shipped worker as 0.78x in one run, and the
+    reverse order held in two interleaved runs (docs/PERFORMANCE.md, session 12). Each
+    ratio is to the baseline drains between the profile's own; the baseline row
+    merges all of them."""
+    rounds = max(1, b.sizes.cost_rounds)
+    per_drain = max(1, b.sizes.cost_tasks // rounds)
     baselines: list[Row] = []
     rows: list[Row] = []
 
     def against_baseline(label: str, side: Side, service: str) -> None:
-        base = _drain_results(b, b.baseline, b.baseline.service("default"), n)
-        row = _drain_results(b, side, service, n)
-        baselines.append(base)
-        ratio = round(row["tasks_per_s"] / base["tasks_per_s"], 2)
-        rows.append({"profile": label, **row, "baseline_per_s": base["tasks_per_s"],
-                     "vs_baseline": ratio})  # fmt: skip
+        turns = [(b.baseline, b.baseline.service("default")), (side, service)]
+        drained: dict[str, list[Row]] = {b.baseline.label: [], side.label: []}
+        for turn in range(rounds):
+            for who, where in turns if turn % 2 == 0 else turns[::-1]:
+                drained[who.label].append(_drain_results(b, who, where, per_drain))
+        mine, theirs = drained[side.label], drained[b.baseline.label]
+        for own, base in zip(mine, theirs, strict=True):
+            own["vs_baseline"] = round(own["tasks_per_s"] / base["tasks_per_s"], 2)
+            base["vs_baseline"] = 1.0
+        baselines.extend(theirs)
+        row, base_rate = _merge_drains(mine), _merge_drains(theirs)["tasks_per_s"]
+        rows.append({"profile": label, **row, "baseline_per_s": base_rate,
+                     "vs_baseline": round(row["tasks_per_s"] / base_rate, 2)})  # fmt: skip
 
     against_baseline(
         "deployment as shipped (worker)", b.deployment, b.deployment.service("default")
@@ -612,9 +633,7 @@ def profiles(b: Bench) -> list[Row]:
         for label, env in PROFILES.items():
             start_tuned(env)
             against_baseline(label, b.deployment, "worker-tuned")
-    for base in baselines:
-        base["vs_baseline"] = 1.0
-    merged = _merge(baselines)
+    merged = _merge_drains(baselines)
     merged["vs_baseline"] = 1.0
     return [{"profile": "baseline: plain Celery defaults", **merged}, *rows]
 
