@@ -555,6 +555,13 @@ def _cpu_now(container: str, redis: Any) -> tuple[float, float, float]:
     )
 
 
+def _cpu_bound(cpu_us_per_task: float | None) -> int | None:
+    """Tasks/s this machine's cores allow at ``cpu_us_per_task`` of CPU each."""
+    if not cpu_us_per_task:
+        return None
+    return round((os.cpu_count() or 1) * 1e6 / cpu_us_per_task)
+
+
 def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
     """Pause ``service``'s workers, pre-load ``count`` short tasks with results, resume;
     time until the last result is stored, and the CPU each task cost: the worker's
@@ -584,7 +591,7 @@ def _drain_results(b: Bench, side: Side, service: str, count: int) -> Row:
         "cpu_us_redis": round(redis_),
         "cpu_us_client": round(client),
         "cpu_us_total": round(total),
-        "cpu_bound_per_s": round((os.cpu_count() or 1) * 1e6 / total) if total else None,
+        "cpu_bound_per_s": _cpu_bound(total),
     }
 
 
@@ -593,7 +600,7 @@ def _merge_drains(drains: list[Row]) -> Row:
     recomputed from the merged CPU per task."""
     merged = _merge(drains)
     total = merged.get("cpu_us_total")
-    merged["cpu_bound_per_s"] = round((os.cpu_count() or 1) * 1e6 / total) if total else None
+    merged["cpu_bound_per_s"] = _cpu_bound(total)
     return merged
 
 
