@@ -9,10 +9,7 @@ and the consumer never sees it: what is left in Redis is all there is."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,88 +25,7 @@ from celeryref.celery_app import app
 from celeryref.reliability import put_once
 from celeryref.settings import settings
 from celeryref.upstream import redis_channel
-
-
-class CuttingProxy:
-    """A TCP proxy to ``upstream`` that cuts, once, the connection whose reply carries
-    ``marker`` (``on_request``: the reply to the request that carries it, F25)."""
-
-    def __init__(self, upstream: tuple[str, int], marker: bytes, on_request: bool = False) -> None:
-        self.upstream = upstream
-        self.marker = marker
-        self.on_request = on_request
-        #: Set once a reply carrying :attr:`marker` was dropped and its connection cut.
-        self.cut = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._sockets: list[socket.socket] = [self._listener]
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            server = socket.create_connection(self.upstream)
-            self._sockets += [client, server]
-            armed = threading.Event()  # this connection's request carried the marker
-            for source, sink, scan in ((client, server, False), (server, client, True)):
-                thread = threading.Thread(
-                    target=self._pump,
-                    args=(source, sink, scan, armed, client, server),
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(
-        self,
-        source: socket.socket,
-        sink: socket.socket,
-        scan: bool,
-        armed: threading.Event,
-        *pair: socket.socket,
-    ) -> None:
-        tail = b""
-        while True:
-            try:
-                data = source.recv(65536)
-            except OSError:
-                data = b""
-            seen = tail + data
-            if self.on_request and not scan and self.marker in seen:
-                armed.set()  # before the request goes on: its reply cannot come first
-            carried = armed.is_set() if self.on_request else self.marker in seen
-            if scan and data and carried and not self.cut.is_set():  # drop it, cut both
-                self.cut.set()
-                _cut(*pair)
-                return
-            if not data:
-                _cut(*pair)
-                return
-            try:
-                sink.sendall(data)
-            except OSError:
-                return
-            tail = seen[-len(self.marker) :]
-
-    def close(self) -> None:
-        _cut(*self._sockets)
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-
-def _cut(*sockets: socket.socket) -> None:
-    """Close ``sockets`` now: a peer sees the end at once, a thread reading one returns."""
-    for sock in sockets:
-        with contextlib.suppress(OSError):  # not connected, or closed already
-            sock.shutdown(socket.SHUT_RDWR)  # close() alone waits for a reading thread
-        sock.close()
+from tests.support.cutting_proxy import CuttingProxy
 
 
 @pytest.fixture
