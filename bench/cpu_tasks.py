@@ -74,12 +74,11 @@ def cpu_limit(b: Bench) -> list[Row]:
         seconds: dict[str, list[float]] = {side.label: [] for side in b.sides}
         walls: dict[str, list[float]] = {side.label: [] for side in b.sides}
         gaps: dict[str, list[float]] = {side.label: [] for side in b.sides}
-        for turn in range(z.cpu_rounds):
-            for side in b.sides if turn % 2 == 0 else b.sides[::-1]:
-                elapsed, wall, gap = drain(side, tasks, milliseconds)
-                seconds[side.label].append(elapsed)
-                walls[side.label] += wall
-                gaps[side.label] += gap
+        for side in sides.turns(b.sides, z.cpu_rounds):
+            elapsed, wall, gap = drain(side, tasks, milliseconds)
+            seconds[side.label].append(elapsed)
+            walls[side.label] += wall
+            gaps[side.label] += gap
         for side in b.sides:
             spent = seconds[side.label]
             rate = len(spent) * tasks / sum(spent)

@@ -8,9 +8,9 @@ side's routing (or the lack of it) decides the queue.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from celeryref import queues
 
@@ -20,6 +20,8 @@ SLEEP = "bench.tasks.default.sleep_stamp"
 FAN_IN = "bench.tasks.default.fan_in"
 BURN = "bench.tasks.cpu_intensive.burn_cpu"
 PING = "bench.tasks.priority.ping"
+
+T = TypeVar("T")
 
 #: Redis key of messages delivered but not yet acknowledged (kombu's default).
 UNACKED = "unacked"
@@ -106,3 +108,10 @@ def wait_drained(
 def purge(redis: Any, queue: str) -> None:
     """Drop the messages still waiting in ``queue`` (not the ones a worker holds)."""
     redis.delete(*queue_keys(queue))
+
+
+def turns(items: Sequence[T], rounds: int) -> Iterator[T]:
+    """Each of ``items`` once per round for ``rounds`` rounds, the order reversed every
+    other round: the machine's drifting load falls on every item alike."""
+    for r in range(rounds):
+        yield from items if r % 2 == 0 else items[::-1]

@@ -166,11 +166,10 @@ def noop_drain(b: Bench) -> list[Row]:
     summed time); the two variants after them run once."""
     per_round = max(1, b.sizes.noop_tasks // NOOP_ROUNDS)
     runs: dict[str, list[Row]] = {side.label: [] for side in b.sides}
-    for r in range(NOOP_ROUNDS):
-        for side in b.sides if r % 2 == 0 else b.sides[::-1]:
-            service, queue = side.roles["default"]
-            workers = b.stack.wait_workers(service, 1)
-            runs[side.label].append(_drain(b, side, queue, workers, per_round))
+    for side in sides.turns(b.sides, NOOP_ROUNDS):
+        service, queue = side.roles["default"]
+        workers = b.stack.wait_workers(service, 1)
+        runs[side.label].append(_drain(b, side, queue, workers, per_round))
     rows: list[Row] = []
     for label, each in runs.items():
         n = sum(r["tasks"] for r in each)
@@ -376,12 +375,9 @@ def fan_out(b: Bench) -> list[Row]:
     rows: list[Row] = []
     for size in b.sizes.chord_sizes:
         runs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
-        for r in range(FAN_OUT_ROUNDS):
-            for side in b.sides if r % 2 == 0 else b.sides[::-1]:
-                for kind in ("chord", "chunks"):
-                    runs.setdefault((side.label, kind), []).append(
-                        _fan_out_once(b, side, kind, size)
-                    )
+        for side in sides.turns(b.sides, FAN_OUT_ROUNDS):
+            for kind in ("chord", "chunks"):
+                runs.setdefault((side.label, kind), []).append(_fan_out_once(b, side, kind, size))
         chord_ratios = [
             base[0] / ours[0]
             for ours, base in zip(
@@ -621,9 +617,8 @@ def profiles(b: Bench) -> list[Row]:
     def against_baseline(label: str, side: Side, service: str) -> None:
         turns = [(b.baseline, b.baseline.service("default")), (side, service)]
         drained: dict[str, list[Row]] = {b.baseline.label: [], side.label: []}
-        for turn in range(rounds):
-            for who, where in turns if turn % 2 == 0 else turns[::-1]:
-                drained[who.label].append(_drain_results(b, who, where, per_drain))
+        for who, where in sides.turns(turns, rounds):
+            drained[who.label].append(_drain_results(b, who, where, per_drain))
         mine, theirs = drained[side.label], drained[b.baseline.label]
         for own, base in zip(mine, theirs, strict=True):
             own["vs_baseline"] = round(own["tasks_per_s"] / base["tasks_per_s"], 2)

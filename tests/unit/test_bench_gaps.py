@@ -1,4 +1,5 @@
-"""``bench.gaps.steps``: each gap between two tasks of one process, split into its steps."""
+"""Bench helpers: ``gaps.steps`` splits each gap between two tasks of one process into
+its steps; ``sides.turns`` alternates the order of the sides per round."""
 
 from __future__ import annotations
 
@@ -30,3 +31,9 @@ def test_steps_pair_consecutive_tasks_of_one_process_and_add_up_to_the_gap() -> 
 def test_a_pair_missing_a_stamp_is_left_out() -> None:
     tasks = {"a": _task(0.0, 1, done=1.1), "b": _task(1.6, 1, received=1.4, started=1.5)}
     assert all(seconds == [] for seconds in steps(tasks).values())
+
+
+def test_turns_reverse_the_order_every_other_round() -> None:
+    from bench.sides import turns
+
+    assert list(turns(["a", "b", "c"], 3)) == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
