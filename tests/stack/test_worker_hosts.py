@@ -13,6 +13,7 @@ built under a tag of its own. Both projects are removed after, unless ``KEEP_STA
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -146,23 +147,24 @@ class Hosts:
 
 
 def bridge_gateway() -> str:
-    """The default bridge's gateway address (Docker's ``host-gateway``)."""
+    """The default bridge's gateway address (Docker's ``host-gateway``): the one its IPAM
+    config names, else the first address of its subnet, which is where Docker puts the
+    gateway when none is configured (some engines then leave the field out)."""
     run = subprocess.run(
-        [
-            "docker",
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{(index .IPAM.Config 0).Gateway}}",
-        ],
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    if run.returncode != 0 or not run.stdout.strip():
-        missing(f"no default Docker bridge to publish on: {run.stderr.strip()}")
-    return run.stdout.strip()
+    configs = json.loads(run.stdout or "null") if run.returncode == 0 else None
+    for config in configs or []:
+        if config.get("Gateway"):
+            return str(config["Gateway"])
+        subnet = ipaddress.ip_network(config.get("Subnet") or "::/128")
+        if subnet.version == 4 and subnet.num_addresses > 2:
+            return str(next(subnet.hosts()))
+    missing(f"no default Docker bridge to publish on: {run.stderr.strip() or run.stdout}")
+    raise AssertionError("unreachable")
 
 
 def certificates(directory: Path, *names: str) -> Path:
