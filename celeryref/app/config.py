@@ -102,6 +102,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_time_limit": s.task_time_limit,
         "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
         "worker_max_memory_per_child": s.worker_max_memory_per_child_kib,
+        # Prefork (also what `--pool prefork` selects) without the hang after a
+        # reconnect that a pool process killed with a job left behind (F27).
+        "worker_pool": "celeryref.upstream.prefork_pool:TaskPool",
         # Refused messages (pickle, unknown task) are also dead-lettered.
         "worker_consumer": "celeryref.upstream.consumer:RecordingConsumer",
         # Worker events feed Flower; a client's task-sent event doubles the cost of

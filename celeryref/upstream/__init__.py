@@ -13,7 +13,7 @@ fix. A finding that is behaviour we add rather than an upstream defect says so
 fix must go, or a control must show it is needed.
 
 Public extension points used as documented (``task_cls``, ``worker_consumer``,
-``Task.Request``) are how the changes are wired in; nothing is monkey-patched
+``worker_pool``, ``Task.Request``) are how the changes are wired in; nothing is monkey-patched
 except kombu's ``Transport.Channel`` (:func:`install`).
 """
 
@@ -222,6 +222,23 @@ PATCHES: tuple[Patch, ...] = (
             "::test_celerys_own_thread_pool_lets_it_succeed",
             "F26": "tests/integration/test_thread_time_limits.py"
             "::test_control_celerys_thread_pool_crashes_when_the_soft_shutdown_cancels",
+        },
+    ),
+    Patch(
+        ours="celeryref.upstream.prefork_pool:AsynPool",
+        upstream="celery.concurrency.asynpool:AsynPool",
+        relies_on=(
+            "celery.concurrency.asynpool:AsynPool.destroy_queues",
+            "celery.concurrency.asynpool:AsynPool.on_partial_read",
+            "celery.concurrency.asynpool:AsynPool.register_with_event_loop",
+            "celery.concurrency.asynpool:AsynPool.create_process_queues",
+            "celery.concurrency.prefork:TaskPool.Pool",
+        ),
+        upstream_issue="F27: the family of https://github.com/celery/celery/issues/4185"
+        " (workers hanging on IPC, closed); this path is not fixed in 5.7.0",
+        controls={
+            "F27": "tests/integration/test_prefork_pool.py"
+            "::test_control_celerys_prefork_pool_watches_a_new_job_pipe_as_a_result_pipe",
         },
     ),
 )

@@ -147,3 +147,17 @@ def test_beat_keeps_its_schedule_and_lock_in_the_state_db() -> None:
     beat_app = Celery(set_as_current=False)
     beat_app.conf.update(config)
     assert RedBeatConfig(beat_app).lock_key == LOCK_KEY
+
+
+def test_the_prefork_pool_named_on_the_command_line_is_ours() -> None:
+    """`--pool prefork` (Celery's default) runs the pool without F27's hang; `--pool custom`
+    still selects the threads pool it names."""
+    from types import SimpleNamespace
+
+    from celery.bin.worker import WorkersPool
+
+    from celeryref.upstream import prefork_pool
+
+    ctx = SimpleNamespace(obj=SimpleNamespace(app=app), token_normalize_func=None)
+    assert WorkersPool().convert("prefork", None, ctx) is prefork_pool.TaskPool
+    assert WorkersPool().convert("threads", None, ctx) is not prefork_pool.TaskPool
