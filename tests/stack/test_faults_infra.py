@@ -59,6 +59,8 @@ class RedisRestartRun:
     prefix: str
     ids: list[str]
     restarted_workers: list[str]
+    #: Each restarted worker's last log lines before its restart: why it exited.
+    restarted_logs: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +86,23 @@ def redis_restart_run(request: pytest.FixtureRequest) -> RedisRestartRun:
         for s, c in workers.items()
         if stack.container_id(s) != c or started_at(stack, c) != started[s]
     ]
-    return RedisRestartRun(stack, prefix, ids, restarted_workers)
+    logs = {}
+    for service in restarted_workers:  # its last lines before Docker started it again
+        until = started_at(stack, workers[service])
+        out = stack.run(["docker", "logs", "--until", until, "--tail", "80", workers[service]])
+        logs[service] = out.stdout + out.stderr
+    return RedisRestartRun(stack, prefix, ids, restarted_workers, logs)
 
 
 def test_after_a_redis_restart_every_worker_reconnected_by_itself(
     redis_restart_run: RedisRestartRun,
 ) -> None:
     """No worker container was restarted, yet the backlog drained: they all reconnected."""
-    assert redis_restart_run.restarted_workers == []
+    run = redis_restart_run
+    assert run.restarted_workers == [], "\n".join(
+        f"--- {service}, its last lines before the restart:\n{log}"
+        for service, log in run.restarted_logs.items()
+    )
 
 
 def test_after_a_redis_restart_no_effect_is_duplicated_and_nothing_is_dead_lettered(
