@@ -1,4 +1,5 @@
-"""kombu's Redis channel with three holes closed: a crash and two lost messages (F12, F13, F9).
+"""kombu's Redis channel with three holes closed (a crash and two lost messages: F12, F13,
+F9), and the acknowledgement riding on the next pop (issue 15).
 
 **F12, a crash.** When a worker loses the broker, Celery 5.7 first ``collect()``s the
 connection (close its channel, then detach the transport: ``transport.client = None``)
@@ -34,23 +35,45 @@ event loop never waits: with a backlog a consumer sends one ``EVALSHA`` per mess
 (kombu: ``BRPOP``, then ``ZADD`` and ``HSET`` in a transaction); idle, it alternates
 ``BRPOP`` on the bells and an ``EVALSHA`` that finds nothing.
 
+**The acknowledgement rides on the next pop.** kombu acknowledges a message with a
+transaction of its own (``ZREM`` and ``HDEL`` of its ``unacked`` record) and waits for
+the reply. With ``acks_late`` and prefetch 1 (spec F1) the worker's event loop acks a
+task after its result is stored, and only then may it fetch the next message: two
+round trips in a row between two tasks of a process, the loop blocked in the first.
+Here an ack made on the event loop's thread only frees the prefetch slot and waits
+(:meth:`Channel.ack_with_next_pop`); the next turn of the loop sends the pop with the
+ack in it (:data:`POP` removes the records first), so fetching the next message costs
+the round trip it always did and the ack costs none. At the same turn an ack no pop
+took (no queue consumed, the prefetch full, a wait on the bells in flight) is sent
+alone as kombu sends it (:class:`Poller`), so an ack waits at most one turn. The
+record is removed after the result is stored, as before: what ``acks_late`` promises
+is unchanged. An ack whose pop was cut (Redis may never have seen it) is sent again by
+the next channel this process opens: removing a record twice is harmless, and
+otherwise the visibility-timeout sweep would run the finished task a second time.
+Acks from other threads (the threads pool's callbacks) and from consumers without an
+event loop (``drain_events``) are kombu's, unchanged.
+
 F12 was seen in the fault suite's Redis restart drill (docs/RELIABILITY.md, scenario
 8), F9 there and when containers are killed under load (scenario 16); F13 is a path in
 kombu's code, found while reading it for that drill. F12 and F13 are reproduced by
-``tests/integration/test_broker_transport.py``, F9 by ``test_broker_window.py``.
+``tests/integration/test_broker_transport.py``, F9 by ``test_broker_window.py``; the
+riding ack is tested by ``test_broker_acks.py``.
 
 kombu chooses the channel class through ``Transport.Channel``; :func:`install` sets it
 on kombu's Redis transport (not a transport of our own: broker URLs, Flower and the
 worker banner keep the plain ``redis://`` scheme), and :mod:`celeryref.celery_app`
-installs it, so every process that builds the app has it.
+installs it, so every process that builds the app has it; kombu's transport builds
+its poller by the module's ``MultiChannelPoller`` name, which :func:`install` points
+at :class:`Poller`.
 
-Longer than 250 lines: the three fixes override the same kombu channel and its QoS;
-split into modules they would subclass one another's subclasses, and which override
-wins would depend on import order.
+Longer than 250 lines: the three fixes and the riding ack override the same kombu
+channel, its QoS and its pop; split into modules they would subclass one another's
+subclasses, and which override wins would depend on import order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -70,7 +93,8 @@ from celeryref.reliability import put_once
 logger = logging.getLogger(__name__)
 
 #: KEYS: the lists to pop, in order; one bell per queue; ``unacked``; ``unacked_index``.
-#: ARGV: how many lists; the time (seconds) to index the record under.
+#: ARGV: how many lists; the time (seconds) to index the record under; then the
+#: delivery tags to acknowledge first (removed from ``unacked`` as kombu's ack does).
 #: Returns ``{list, message, recorded}`` (``recorded`` 0: no delivery tag to record it
 #: under, handed over as kombu would) or nil; when every list is empty it deletes the
 #: bells, since no message waits behind them. The record is written before the pop: a
@@ -78,6 +102,10 @@ logger = logging.getLogger(__name__)
 POP: Final = """
 local n = tonumber(ARGV[1])
 local unacked, index = KEYS[#KEYS - 1], KEYS[#KEYS]
+for i = 3, #ARGV do
+  redis.call('ZREM', index, ARGV[i])
+  redis.call('HDEL', unacked, ARGV[i])
+end
 for i = 1, n do
   local item = redis.call('LINDEX', KEYS[i], -1)
   if item then
@@ -140,6 +168,11 @@ def orphans() -> list[Orphan]:
         return list(_orphans)
 
 
+#: Acknowledgements (pid, delivery tag) a lost connection took with it, sent again by
+#: the next channel this process opens.
+_unsent_acks: list[tuple[int, str]] = []
+
+
 def _task_id(payload: dict[str, Any]) -> str:
     return str((payload.get("headers") or {}).get("id", "?"))
 
@@ -171,6 +204,30 @@ class QoS(kombu_redis.QoS):
             )
             raise
 
+    def ack(self, delivery_tag: str) -> None:
+        if self.channel.ack_with_next_pop(delivery_tag):
+            virtual.QoS.ack(self, delivery_tag)  # the prefetch slot is free now
+            return
+        super().ack(delivery_tag)
+
+
+class Poller(kombu_redis.MultiChannelPoller):
+    """kombu's poller of a transport's channels; it knows the event loop's thread, and
+    sends at each turn of the loop the acknowledgements no pop took."""
+
+    #: The thread of the event loop this poller is registered with (None: none).
+    loop_thread: int | None = None
+
+    def on_poll_init(self, poller: Any) -> Any:
+        self.loop_thread = threading.get_ident()  # only an event loop calls this
+        return super().on_poll_init(poller)
+
+    def on_poll_start(self) -> None:
+        super().on_poll_start()  # a channel that pops now takes its acknowledgements
+        for channel in self._channels:
+            if isinstance(channel, Channel):
+                channel.send_acks_left()
+
 
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel: :class:`QoS`, orphans requeued once connected, and a
@@ -189,8 +246,48 @@ class Channel(kombu_redis.Channel):
     _popping: dict[str, str] = {}  # noqa: RUF012 (replaced, never mutated)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Acknowledgements waiting for the next pop, and those the pop in flight carries.
+        self._acks: list[str] = []
+        self._acks_sent: list[str] = []
         super().__init__(*args, **kwargs)  # connected: it pinged Redis
         self._requeue_orphans()
+        with _orphans_lock:
+            self._acks += [tag for pid, tag in _unsent_acks if pid == os.getpid()]
+            _unsent_acks[:] = [(pid, tag) for pid, tag in _unsent_acks if pid != os.getpid()]
+        self.send_acks_left()
+
+    def ack_with_next_pop(self, delivery_tag: str) -> bool:
+        """Whether the acknowledgement of ``delivery_tag`` waits for the next pop, which
+        carries it to Redis in the same round trip (:data:`POP`): only on the event
+        loop's own thread, where the next turn sends either that pop or the ack alone
+        (:meth:`Poller.on_poll_start`)."""
+        loop_thread = getattr(self.connection.cycle, "loop_thread", None)
+        if self._closing or loop_thread != threading.get_ident():
+            return False
+        self._acks.append(delivery_tag)
+        return True
+
+    def send_acks_left(self) -> None:
+        """Send the acknowledgements no pop took, as kombu sends one (a transaction);
+        they wait for the pop in flight instead, whose reply comes at once."""
+        if not self._acks or (self._in_poll and self._sent == "EVALSHA"):
+            return
+        tags, self._acks = self._acks, []
+        try:
+            with self.conn_or_acquire() as client:
+                pipe = client.pipeline()
+                for tag in tags:
+                    self.qos._remove_from_indices(tag, pipe)
+                pipe.execute()
+        except self.connection_errors:
+            _keep_unsent(tags)
+            raise
+
+    def close(self) -> None:
+        if not self._closing:
+            with contextlib.suppress(*self.connection_errors):  # kept: _keep_unsent
+                self.send_acks_left()
+        super().close()
 
     def _requeue_orphans(self) -> None:
         with _orphans_lock:
@@ -262,6 +359,8 @@ class Channel(kombu_redis.Channel):
             keys = [*self._popping, *bells, prefix + self.unacked_key]
             keys.append(prefix + self.unacked_index_key)
             args = ["EVALSHA", POP_SHA, len(keys), *keys, len(self._popping), time()]
+            args += self._acks  # acknowledged since the last pop: one round trip for both
+            self._acks_sent, self._acks = self._acks, []
         else:
             if self._pause_next:
                 self._pause_next = False
@@ -276,16 +375,20 @@ class Channel(kombu_redis.Channel):
     def _brpop_read(self, **options: Any) -> bool:
         """Read the reply to :meth:`_brpop_start`'s command; deliver what it popped."""
         try:
+            acks, self._acks_sent = self._acks_sent, []
             try:
                 reply = self.client.parse_response(self.client.connection, self._sent, **options)
             except self.connection_errors:
+                _keep_unsent(acks)  # whether Redis ran them is unknown: sent again
                 self.client.connection.disconnect()  # reconnect on the next poll
                 raise
             except redis.exceptions.NoScriptError:
+                self._acks[:0] = acks  # not run: they go with the next pop
                 with self.conn_or_acquire() as client:
                     client.script_load(POP)  # Redis restarted: its script cache is empty
                 raise Empty from None
             except self.ResponseError as exc:  # nothing popped; retry after a wait
+                self._acks[:0] = acks  # sent alone on the next turn (removing is idempotent)
                 logger.warning("Redis refused to hand over a message: %s", exc)
                 self._pop_next, self._pause_next = False, True
                 raise Empty from None
@@ -326,6 +429,16 @@ class Channel(kombu_redis.Channel):
         return super()._connparams(asynchronous=asynchronous)
 
 
+def _keep_unsent(tags: list[str]) -> None:
+    """Keep acknowledgements a lost connection may have dropped, for the next channel:
+    removing a record twice is harmless, running its task twice is not."""
+    with _orphans_lock:
+        _unsent_acks.extend((os.getpid(), tag) for tag in tags)
+
+
 def install() -> None:
-    """Make kombu's Redis transport open :class:`Channel` (idempotent)."""
+    """Make kombu's Redis transport open :class:`Channel` and poll with :class:`Poller`
+    (idempotent)."""
     kombu_redis.Transport.Channel = Channel
+    # Transport() builds its poller by this module-level name.
+    kombu_redis.MultiChannelPoller = Poller  # type: ignore[misc]

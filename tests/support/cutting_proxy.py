@@ -1,6 +1,6 @@
 """A TCP proxy between a test's Redis client and the tier's Redis that cuts, once, the
 connection carrying a marker: as a connection cut or a killed container would, at the
-one moment a test needs (F9, F25)."""
+one moment a test needs (F9, F25, the acknowledgement riding on a pop)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ import threading
 
 class CuttingProxy:
     """A TCP proxy to ``upstream`` that cuts, once, the connection whose reply carries
-    ``marker`` (``on_request``: the reply to the request that carries it, F25)."""
+    ``marker`` (``on_request``: the reply to the request that carries it, F25; ``drop``:
+    the request that carries it, before Redis has it whole)."""
 
-    def __init__(self, upstream: tuple[str, int], marker: bytes, on_request: bool = False) -> None:
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        marker: bytes,
+        on_request: bool = False,
+        drop: bool = False,
+    ) -> None:
         self.upstream = upstream
         self.marker = marker
         self.on_request = on_request
+        self.drop = drop
         #: Set once a reply carrying :attr:`marker` was dropped and its connection cut.
         self.cut = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -61,9 +69,13 @@ class CuttingProxy:
             except OSError:
                 data = b""
             seen = tail + data
+            if self.drop and not scan and self.marker in seen and not self.cut.is_set():
+                self.cut.set()  # what came before the marker is an incomplete command
+                _cut(*pair)
+                return
             if self.on_request and not scan and self.marker in seen:
                 armed.set()  # before the request goes on: its reply cannot come first
-            carried = armed.is_set() if self.on_request else self.marker in seen
+            carried = armed.is_set() if self.on_request else self.marker in seen and not self.drop
             if scan and data and carried and not self.cut.is_set():  # drop it, cut both
                 self.cut.set()
                 _cut(*pair)
