@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[k] for k in ("APP_IMAGE", "REDIS_IMAGE", "POSTGRES_IMAGE") if k in os.environ
     ]
     base_app = baseline.create_baseline(settings, env={})
+    guarded_app = baseline.create_baseline(settings, env=baseline.GUARDED)
     stack = bench_stack.BenchStack(control=app, baseline_control=base_app)
     bench = workloads.Bench(
         stack,
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         sides.plain_defaults(base_app, redis.Redis.from_url(base_app.conf.broker_url)),
         sizes,
         pg_dsn=settings.database_dsn,
+        guarded=sides.plain_guarded(guarded_app, redis.Redis.from_url(base_app.conf.broker_url)),
     )
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)
     if not args.reuse_stack:

@@ -14,11 +14,12 @@ with different separators on one database break each other's remote control
 (``ValueError: not enough values to unpack`` on every broadcast, so every
 ``inspect ping`` healthcheck fails).
 
-Only the head-of-line variants change a default, from the environment:
-``BENCH_ACKS_LATE=1`` (``task_acks_late``), ``BENCH_PREFETCH=N``
-(``worker_prefetch_multiplier``) and ``BENCH_DISABLE_PREFETCH=1``
-(``worker_disable_prefetch``, Celery 5.5+, Redis only: a process fetches a
-message only when it is free).
+Only the variants change a default, from the environment: ``BENCH_ACKS_LATE=1``
+(``task_acks_late``), ``BENCH_PREFETCH=N`` (``worker_prefetch_multiplier``),
+``BENCH_DISABLE_PREFETCH=1`` (``worker_disable_prefetch``, Celery 5.5+, Redis only: a
+process fetches a message only when it is free), ``BENCH_TRACK_STARTED=1``
+(``task_track_started``) and ``BENCH_QUEUE`` (``task_default_queue``: a second
+baseline worker, :data:`GUARDED`, and the app that sends to it).
 
 Run: ``celery -A bench.baseline worker``.
 """
@@ -36,6 +37,14 @@ from celeryref.settings import Settings, settings
 
 #: Celery's default queue: the only one the baseline worker consumes.
 QUEUE = "celery"
+#: The variant with the spec's delivery guarantees (F1: ``acks_late``, prefetch 1, STARTED
+#: stored) and nothing else of the deployment: what those guarantees cost plain Celery.
+GUARDED: dict[str, str] = {
+    "BENCH_ACKS_LATE": "1",
+    "BENCH_PREFETCH": "1",
+    "BENCH_TRACK_STARTED": "1",
+    "BENCH_QUEUE": "celery_guarded",
+}
 #: Redis database of the baseline's broker (the deployment uses 0, 1, 2).
 BROKER_DB = 4
 #: Redis database of the baseline's results.
@@ -54,7 +63,7 @@ TASKS: tuple[tuple[str, Callable[..., Any], dict[str, Any]], ...] = (
 
 def create_baseline(s: Settings = settings, env: Mapping[str, str] | None = None) -> Celery:
     """A default Celery app on ``s``'s Redis with the benchmark tasks registered;
-    ``env`` (default ``os.environ``) may select a head-of-line variant."""
+    ``env`` (default ``os.environ``) may select a variant."""
     e = os.environ if env is None else env
     own = s.model_copy(update={"redis_broker_db": BROKER_DB, "redis_result_db": RESULT_DB})
     celery = Celery("baseline", broker=own.broker_url, backend=own.result_backend_url)
@@ -64,6 +73,10 @@ def create_baseline(s: Settings = settings, env: Mapping[str, str] | None = None
         celery.conf.worker_prefetch_multiplier = int(e["BENCH_PREFETCH"])
     if e.get("BENCH_DISABLE_PREFETCH", "") == "1":
         celery.conf.worker_disable_prefetch = True
+    if e.get("BENCH_TRACK_STARTED", "") == "1":
+        celery.conf.task_track_started = True
+    if e.get("BENCH_QUEUE", ""):
+        celery.conf.task_default_queue = e["BENCH_QUEUE"]
     for name, function, options in TASKS:
         celery.task(name=name, **options)(function)
     return celery

@@ -23,6 +23,9 @@ PING = "bench.tasks.priority.ping"
 
 T = TypeVar("T")
 
+#: The label of :func:`plain_guarded`'s side (not "baseline...": reports find the
+#: baseline's rows by that prefix).
+GUARDED_LABEL = "plain Celery + guarantees"
 #: Redis key of messages delivered but not yet acknowledged (kombu's default).
 UNACKED = "unacked"
 #: kombu's Redis priority separator when an app does not set one (the baseline's).
@@ -72,6 +75,13 @@ def plain_defaults(app: Any, redis: Any) -> Side:
 
     role = ("worker-baseline", baseline.QUEUE)
     return Side("baseline", app, redis, {"default": role, "cpu": role, "priority": role})
+
+
+def plain_guarded(app: Any, redis: Any) -> Side:
+    """Plain Celery with the spec's delivery guarantees (``bench.baseline.GUARDED``);
+    ``app`` sends to its queue."""
+    role = ("worker-baseline-guarded", app.conf.task_default_queue)
+    return Side(GUARDED_LABEL, app, redis, {"default": role})
 
 
 def queue_keys(queue: str) -> list[str]:

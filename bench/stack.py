@@ -28,6 +28,7 @@ WORKER_PREFIX = {
     "worker-cpu": "cpu_intensive@",
     "worker-priority": "priority@",
     "worker-baseline": "baseline@",
+    "worker-baseline-guarded": "guarded@",
     "worker-tuned": "tuned@",
 }
 
@@ -64,7 +65,7 @@ class BenchStack(ComposeProject):
 
     def _app(self, service_or_workers: str | Iterable[str]) -> Any:
         names = [service_or_workers] if isinstance(service_or_workers, str) else service_or_workers
-        baseline = any(n.startswith(("worker-baseline", "baseline@")) for n in names)
+        baseline = any(n.startswith(("worker-baseline", "baseline@", "guarded@")) for n in names)
         return self.baseline_control if baseline else self.control
 
     def up(

@@ -99,6 +99,8 @@ class Bench:
     sizes: Sizes
     #: Postgres DSN of the deployment (its transactions per task); ``None`` skips them.
     pg_dsn: str | None = None
+    #: Plain Celery with the spec's guarantees (section 7 only); ``None`` leaves it out.
+    guarded: Side | None = None
 
     @property
     def sides(self) -> tuple[Side, Side]:
@@ -490,12 +492,15 @@ def task_costs(b: Bench) -> list[Row]:
     """7. Short tasks with results, end to end: rate and costs per task (issue 15).
 
     :attr:`Sizes.cost_rounds` rounds; in each, every run takes its turn (the order
-    rotates per round), so the ratios compare sides under the same machine load."""
+    rotates per round), so the ratios compare sides under the same machine load. Plain
+    Celery with the spec's guarantees (:attr:`Bench.guarded`) takes its turn too: what
+    the guarantees cost without the rest of the deployment."""
     runs = [
         (b.deployment, "default", sides.STAMP, [0]),
         (b.deployment, "priority", sides.PING, []),
         (b.deployment, "cpu", sides.BURN, [0]),
-        (b.baseline, "default", sides.STAMP, [0]),
+        *([(b.guarded, "default", sides.STAMP, [0])] if b.guarded else []),
+        (b.baseline, "default", sides.STAMP, [0]),  # last: the ratios' denominator
     ]
     for side, role, name, args in runs:
         b.stack.wait_workers(side.service(role), 1)

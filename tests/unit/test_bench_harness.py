@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from bench import baseline, stack
 from bench.mapreduce import stack as mapreduce_stack
@@ -71,6 +72,20 @@ def test_baseline_keeps_celery_defaults() -> None:
     assert variant.conf.task_acks_late is True
     assert variant.conf.worker_prefetch_multiplier == 1
     assert variant.conf.worker_disable_prefetch is True
+    assert app.conf.task_track_started is False
+
+
+def test_the_guarded_baseline_has_the_spec_guarantees_on_its_own_queue() -> None:
+    """acks_late, prefetch 1 and STARTED stored, consumed from a queue of its own."""
+    guarded = baseline.create_baseline(env=baseline.GUARDED)
+    assert guarded.conf.task_acks_late is True
+    assert guarded.conf.worker_prefetch_multiplier == 1
+    assert guarded.conf.task_track_started is True
+    assert guarded.conf.task_default_queue not in (baseline.QUEUE, "default")
+    assert guarded.conf.broker_url == baseline.create_baseline(env={}).conf.broker_url
+    services = yaml.safe_load((ROOT / stack.OVERRIDE).read_text())["services"]
+    worker_env = services["worker-baseline-guarded"]["environment"]
+    assert {k: worker_env[k] for k in baseline.GUARDED} == baseline.GUARDED
 
 
 def test_bench_stack_runs_its_project_with_the_bench_profiles(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report, targets
+from bench import report, sides, targets
 
 RESULTS: dict[str, list[dict[str, Any]]] = {
     "noop": [
@@ -118,3 +118,18 @@ def test_the_cpu_target_is_checked_per_task_length_with_plain_celery_beside_it()
     ]
     only_scaling = targets.targets({"scaling": scaling})
     assert [r["met"] for r in only_scaling] == [False]
+
+
+def test_the_short_task_target_is_against_the_defaults_with_the_guarded_ratio_beside() -> None:
+    """Section 7's guarded row (listed before the baseline) is shown beside the ratio,
+    never taken for the baseline it is measured against."""
+    costs = [
+        {"side": "deployment", "service": "worker", "tasks_per_s": 90.0, "vs_baseline": 0.9},
+        {"side": sides.GUARDED_LABEL, "service": "worker-baseline-guarded",
+         "tasks_per_s": 80.0, "vs_baseline": 0.8},
+        {"side": "baseline", "service": "worker-baseline", "tasks_per_s": 100.0,
+         "vs_baseline": 1.0},
+    ]  # fmt: skip
+    (target,) = [t for t in targets.speed_targets({"costs": costs}) if "end to end" in t["target"]]
+    assert target["measured"] == ("0.90x (90/s vs 100/s); plain Celery with the guarantees 0.80x")
+    assert not target["met"]
