@@ -260,9 +260,12 @@ class Channel(kombu_redis.Channel):
         """Whether the acknowledgement of ``delivery_tag`` waits for the next pop, which
         carries it to Redis in the same round trip (:data:`POP`): only on the event
         loop's own thread, where the next turn sends either that pop or the ack alone
-        (:meth:`Poller.on_poll_start`)."""
-        loop_thread = getattr(self.connection.cycle, "loop_thread", None)
-        if self._closing or loop_thread != threading.get_ident():
+        (:meth:`Poller.on_poll_start`). Not on a channel whose connection is gone: Celery
+        acknowledges a task that finished after a lost connection on the old channel,
+        and kombu's ack then fails with a connection error that Celery logs."""
+        if self._closing or self.connection is None:
+            return False
+        if getattr(self.connection.cycle, "loop_thread", None) != threading.get_ident():
             return False
         self._acks.append(delivery_tag)
         return True

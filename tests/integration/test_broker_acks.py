@@ -170,3 +170,23 @@ def test_an_ack_whose_pop_was_cut_is_sent_by_the_next_channel(queue: Queue) -> N
     with Connection(settings.broker_url, transport_options=_options()) as connection:
         connection.default_channel  # noqa: B018 (opening it is the point)
     assert unacked([first]) == []
+
+
+def test_an_ack_after_the_connection_is_collected_is_kombus_own(queue: Queue) -> None:
+    """Celery acknowledges a task that finished after its broker connection was lost on
+    the old channel, from the loop's thread, once it has collected that connection (the
+    channel closed, its ``connection`` ``None``). The ack is then kombu's own: through the
+    channel's pooled client if Redis answers (here), else a connection error Celery's
+    ``ack_log_error`` logs. Scenario 8 found ``worker-io`` stopped by an
+    ``AttributeError`` here instead."""
+    publish(queue, 1)
+    received: Received = []
+    consumer = LoopConsumer(settings.broker_url, queue, received.append)
+    try:
+        consumer.until(lambda: bool(received), "the message")
+        consumer.connection.collect()  # what Celery does with a lost connection
+        assert received[0].channel.connection is None
+        received[0].ack()
+        assert unacked([received[0].delivery_tag]) == []
+    finally:
+        consumer.close()
