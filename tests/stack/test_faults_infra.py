@@ -89,8 +89,8 @@ def redis_restart_run(request: pytest.FixtureRequest) -> RedisRestartRun:
     logs = {}
     for service in restarted_workers:  # its last lines before Docker started it again
         until = started_at(stack, workers[service])
-        out = stack.run(["docker", "logs", "--until", until, "--tail", "80", workers[service]])
-        logs[service] = out.stdout + out.stderr
+        out = stack.run(["docker", "logs", "--until", until, workers[service]])  # --tail cuts first
+        logs[service] = "\n".join((out.stdout + out.stderr).splitlines()[-80:])
     return RedisRestartRun(stack, prefix, ids, restarted_workers, logs)
 
 
