@@ -14,7 +14,8 @@ fix must go, or a control must show it is needed.
 
 Public extension points used as documented (``task_cls``, ``worker_consumer``,
 ``worker_pool``, ``Task.Request``) are how the changes are wired in; nothing is monkey-patched
-except kombu's ``Transport.Channel`` (:func:`install`).
+except kombu's ``Transport.Channel`` and the ``MultiChannelPoller`` its transport builds
+(:func:`install`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ PATCHES: tuple[Patch, ...] = (
             "kombu.transport.virtual.base:Transport._deliver",
             "kombu.transport.virtual.base:Channel.prepare_message",
             "kombu.messaging:Producer._publish",
+            # The riding acknowledgement (issue 15): the poller kombu builds by this
+            # module-level name, its turn hooks, and the ack and close it takes over.
+            "kombu.transport.redis:MultiChannelPoller",
+            "kombu.transport.redis:MultiChannelPoller.on_poll_init",
+            "kombu.transport.redis:MultiChannelPoller.on_poll_start",
+            "kombu.transport.redis:MultiChannelPoller._channels",
+            "kombu.transport.redis:QoS.ack",
+            "kombu.transport.redis:Channel.close",
         ),
         upstream_issue=(
             "F12: https://github.com/celery/kombu/issues/582 (the same AttributeError in"

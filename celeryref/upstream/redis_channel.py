@@ -50,8 +50,10 @@ record is removed after the result is stored, as before: what ``acks_late`` prom
 is unchanged. An ack whose pop was cut (Redis may never have seen it) is sent again by
 the next channel this process opens: removing a record twice is harmless, and
 otherwise the visibility-timeout sweep would run the finished task a second time.
-Acks from other threads (the threads pool's callbacks) and from consumers without an
-event loop (``drain_events``) are kombu's, unchanged.
+Acks from other threads, from consumers without an event loop (``drain_events``) and on
+a channel Celery has collected after a lost connection (a task that finished after the
+loss) are kombu's, unchanged. Celery hands the threads pool's acks to the event loop
+too, so they ride as the prefork pool's do.
 
 F12 was seen in the fault suite's Redis restart drill (docs/RELIABILITY.md, scenario
 8), F9 there and when containers are killed under load (scenario 16); F13 is a path in
