@@ -16,6 +16,9 @@ Public extension points used as documented (``task_cls``, ``worker_consumer``,
 ``worker_pool``, ``Task.Request``) are how the changes are wired in; nothing is monkey-patched
 except kombu's ``Transport.Channel`` and the ``MultiChannelPoller`` its transport builds
 (:func:`install`).
+
+Longer than 250 lines: :data:`PATCHES` is one table, one entry per change, so that an
+upgrade is checked against every change in one place.
 """
 
 from __future__ import annotations
