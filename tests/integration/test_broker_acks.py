@@ -10,22 +10,21 @@ the next turn of the loop; an ack whose pop was cut is sent again by the next ch
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer, Queue
 from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
 
-from celeryref.celery_app import app
 from celeryref.settings import settings
 from celeryref.upstream import redis_channel
 from tests.conftest import wait_for
+from tests.support.broker import own_queue, transport_options
 from tests.support.cutting_proxy import CuttingProxy
 
 Received = list[Any]
@@ -33,19 +32,12 @@ Received = list[Any]
 
 @pytest.fixture
 def queue(clean_state: None) -> Iterator[Queue]:
-    """A queue of its own on the tier's Redis; its keys and unacked entries removed after."""
-    name = f"acks-{uuid.uuid4().hex[:8]}"
-    yield Queue(name, Exchange(name, type="direct"), routing_key=name)
-    client = redis.Redis.from_url(settings.broker_url)
-    client.delete(*(key for key in client.scan_iter(f"{name}*")), f"_kombu.binding.{name}")
-
-
-def _options() -> dict[str, Any]:
-    return dict(app.conf.broker_transport_options)
+    """A queue of its own on the tier's Redis; its keys and binding removed after."""
+    yield from own_queue("acks")
 
 
 def publish(queue: Queue, count: int) -> None:
-    with Connection(settings.broker_url, transport_options=_options()) as connection:
+    with Connection(settings.broker_url, transport_options=transport_options()) as connection:
         channel = connection.default_channel
         queue(channel).declare()
         producer = Producer(channel)
@@ -64,7 +56,7 @@ class LoopConsumer:
     ``Hub``; ``on_message`` runs on the loop's thread for each message."""
 
     def __init__(self, url: str, queue: Queue, on_message: Callable[[Any], None]) -> None:
-        self.connection = Connection(url, transport_options=_options())
+        self.connection = Connection(url, transport_options=transport_options())
         self.channel = self.connection.default_channel
         self.hub = Hub()
         self.connection.transport.register_with_event_loop(self.connection.connection, self.hub)
@@ -155,9 +147,7 @@ def test_an_ack_whose_pop_was_cut_is_sent_by_the_next_channel(queue: Queue) -> N
     first = loads(client.lrange(queue.name, -1, -1)[0])["properties"]["delivery_tag"]
     url = urlsplit(settings.broker_url)
     proxy = CuttingProxy((url.hostname or "", url.port or 6379), first.encode(), drop=True)
-    credentials = url.netloc.rpartition("@")[0]
-    proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
-    consumer = LoopConsumer(proxied, queue, on_message)
+    consumer = LoopConsumer(proxy.url_through(settings.broker_url), queue, on_message)
     try:
         with pytest.raises(redis.exceptions.ConnectionError):
             consumer.until(lambda: False, "the cut")
@@ -167,7 +157,7 @@ def test_an_ack_whose_pop_was_cut_is_sent_by_the_next_channel(queue: Queue) -> N
     finally:
         consumer.close()
         proxy.close()
-    with Connection(settings.broker_url, transport_options=_options()) as connection:
+    with Connection(settings.broker_url, transport_options=transport_options()) as connection:
         connection.default_channel  # noqa: B018 (opening it is the point)
     assert unacked([first]) == []
 

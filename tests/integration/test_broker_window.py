@@ -14,32 +14,29 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
-from celeryref.celery_app import app
 from celeryref.reliability import put_once
 from celeryref.settings import settings
 from celeryref.upstream import redis_channel
+from tests.support.broker import own_queue, transport_options
 from tests.support.cutting_proxy import CuttingProxy
 
 
 @pytest.fixture
 def queue(clean_state: None) -> Iterator[Queue]:
-    """A queue of its own on the tier's Redis; its keys and unacked entries removed after."""
-    name = f"f9-{uuid.uuid4().hex[:8]}"
-    yield Queue(name, Exchange(name, type="direct"), routing_key=name)
-    client = redis.Redis.from_url(settings.broker_url)
-    client.delete(*(key for key in client.scan_iter(f"{name}*")), f"_kombu.binding.{name}")
+    """A queue of its own on the tier's Redis; its keys and binding removed after."""
+    yield from own_queue("f9")
 
 
 def publish_one(queue: Queue, marker: str) -> None:
     """One message on ``queue`` whose headers carry ``marker``, through a direct connection."""
-    with Connection(settings.broker_url, transport_options=_options()) as connection:
+    with Connection(settings.broker_url, transport_options=transport_options()) as connection:
         channel = connection.default_channel
         queue(channel).declare()
         Producer(channel).publish(
@@ -50,18 +47,12 @@ def publish_one(queue: Queue, marker: str) -> None:
         )
 
 
-def _options() -> dict[str, Any]:
-    return dict(app.conf.broker_transport_options)
-
-
 def consume_through(proxy: CuttingProxy, queue: Queue) -> tuple[list[Any], BaseException]:
     """Consume ``queue`` through ``proxy`` as a worker does (``drain_events``) until the
     connection is cut. Returns the messages delivered and the error the consumer saw."""
-    url = urlsplit(settings.broker_url)
-    credentials = url.netloc.rpartition("@")[0]
-    proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    proxied = proxy.url_through(settings.broker_url)
     received: list[Any] = []
-    connection = Connection(proxied, transport_options=_options())
+    connection = Connection(proxied, transport_options=transport_options())
     try:
         channel = connection.default_channel
         channel.basic_consume(queue.name, False, received.append, "f9-test")
@@ -113,11 +104,9 @@ def publish_through(proxy: CuttingProxy, queue: Queue, marker: str) -> None:
     """Publish one message marked ``marker`` through ``proxy`` as Celery does: with its
     publish id (:func:`celeryref.reliability.put_once.stamp`) and kombu's retry on
     connection errors."""
-    url = urlsplit(settings.broker_url)
-    credentials = url.netloc.rpartition("@")[0]
-    proxied = urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    proxied = proxy.url_through(settings.broker_url)
     policy = {"max_retries": 3, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
-    with Connection(proxied, transport_options=_options()) as connection:
+    with Connection(proxied, transport_options=transport_options()) as connection:
         Producer(connection).publish(
             {"n": 1},
             exchange=queue.exchange,
@@ -132,7 +121,7 @@ def publish_losing_the_reply(queue: Queue) -> dict[str, list[str]]:
     """Publish one message whose push reaches Redis while its reply is lost (the
     connection cut); where the message is afterwards."""
     marker = uuid.uuid4().hex
-    with Connection(settings.broker_url, transport_options=_options()) as connection:
+    with Connection(settings.broker_url, transport_options=transport_options()) as connection:
         queue(connection.default_channel).declare()
     upstream = (urlsplit(settings.broker_url).hostname or "", _port())
     proxy = CuttingProxy(upstream, marker.encode(), on_request=True)
@@ -196,11 +185,11 @@ def test_the_same_cut_leaves_the_message_in_unacked_for_the_sweep(queue: Queue) 
     payload, exchange, routing_key = json.loads(record)
     assert (payload["headers"]["f9"], exchange, routing_key) == (marker, queue.name, queue.name)
 
-    swept = {**_options(), "visibility_timeout": 0}  # the sweep, without waiting an hour
+    swept = {**transport_options(), "visibility_timeout": 0}  # the sweep, without waiting an hour
     with Connection(settings.broker_url, transport_options=swept) as connection:
         connection.default_channel.qos.restore_visible(num=100, interval=1)
     assert list(where_is(marker, queue)) == [queue.name]
-    with Connection(settings.broker_url, transport_options=_options()) as connection:
+    with Connection(settings.broker_url, transport_options=transport_options()) as connection:
         message = connection.default_channel.basic_get(queue.name, no_ack=False)
         assert message is not None
         assert (message.headers["f9"], message.delivery_info["redelivered"]) == (marker, True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 
 class CuttingProxy:
@@ -35,6 +36,12 @@ class CuttingProxy:
     @property
     def port(self) -> int:
         return int(self._listener.getsockname()[1])
+
+    def url_through(self, url: str) -> str:
+        """``url`` (a ``redis://`` URL, credentials kept) with this proxy as its host."""
+        parts = urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        return urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{self.port}"))
 
     def _accept(self) -> None:
         while True:
