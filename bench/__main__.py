@@ -63,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     base_app = baseline.create_baseline(settings, env={})
     guarded_app = baseline.create_baseline(settings, env=baseline.GUARDED)
     stack = bench_stack.BenchStack(control=app, baseline_control=base_app)
+    base_redis = redis.Redis.from_url(base_app.conf.broker_url)  # both plain sides' broker
     bench = workloads.Bench(
         stack,
         sides.deployment(app, redis.Redis.from_url(settings.broker_url)),
-        sides.plain_defaults(base_app, redis.Redis.from_url(base_app.conf.broker_url)),
+        sides.plain_defaults(base_app, base_redis),
         sizes,
         pg_dsn=settings.database_dsn,
-        guarded=sides.plain_guarded(guarded_app, redis.Redis.from_url(base_app.conf.broker_url)),
+        guarded=sides.plain_guarded(guarded_app, base_redis),
     )
     logger.info("bringing up %s (ports +%d)", bench_stack.PROJECT, bench_stack.PORT_OFFSET)
     if not args.reuse_stack:
